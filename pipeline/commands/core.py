@@ -1,0 +1,287 @@
+"""The everyday commands: refresh, show, changes, history, watch."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+
+import click
+
+from pipeline.errors import ConfigError
+from pipeline.render_table import changes_table, describe_change, record_lines, table
+from pipeline.trial_ids import normalize_trial_id, sources_for
+
+SOURCE_CHOICE = click.Choice(["ctgov", "who"])
+
+
+def trial_id_arg(ctx, param, value):
+    """Click callback: validate one or many trial IDs (exit 2 on a bad one)."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return tuple(normalize_trial_id(v) for v in value)
+    return normalize_trial_id(value)
+
+
+def _json_out(value) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def change_json(row: dict) -> dict:
+    """The public JSON form of a stored change (the keys of ``changes --json``)."""
+    out = {k: row[k] for k in ("trial_id", "source", "field", "old", "new", "significance", "detected_at")}
+    out["kind"] = row.get("kind", "field")
+    if row.get("added") is not None or row.get("removed") is not None:
+        out["added"] = row.get("added")
+        out["removed"] = row.get("removed")
+    out["backfilled"] = bool(row.get("backfilled"))
+    return out
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT: the trial in hand finishes its transaction, then the run stops."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            if self.event.is_set():
+                raise KeyboardInterrupt
+            self.event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(refresh_cmd)
+    cli.add_command(show_cmd)
+    cli.add_command(changes_cmd)
+    cli.add_command(history_cmd)
+    cli.add_command(watch_group)
+
+
+@click.command("refresh")
+@click.option("--source", "sources", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
+@click.option("--trial", "trials", multiple=True, callback=trial_id_arg, help="Only this watched trial (repeatable).")
+@click.option("--wait/--no-wait", default=False, help="If another refresh is running: wait for it, or exit 3 (default).")
+@click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
+@click.pass_obj
+def refresh_cmd(app, sources, trials, wait, progress):
+    """Fetch every watched trial and record what changed.
+
+    Exits 0 when every trial was fetched or found missing, 1 when the run finished
+    but some trials failed, 2 on a usage or config error, 3 when another refresh of
+    the same database is running.
+    """
+    from pipeline.lock import RefreshLock
+    from pipeline.progress import Progress
+    from pipeline.refresh import refresh, watched_ids
+
+    config = app.config
+    for s in sources:
+        if not config.sources[s].enabled:
+            raise ConfigError(f"source {s!r} is disabled in the config (sources.{s}.enabled = false)", f"sources.{s}.enabled")
+    if trials:
+        watched = {t for s in ("ctgov", "who") for t in watched_ids(config, s)}
+        unknown = [t for t in trials if t not in watched]
+        if unknown:
+            raise ConfigError(
+                f"not on the watchlist: {', '.join(unknown)} (add with `trialwatch watch add ID`)", "watch.trials"
+            )
+    show = Progress() if (progress if progress is not None else sys.stderr.isatty()) else None
+    stop = StopFlag()
+    stop.install()
+    with RefreshLock(config.database_path, wait=wait):
+        with app.store() as store:
+            result = refresh(
+                config,
+                store,
+                sources=list(sources) or None,
+                trial_ids=list(trials) or None,
+                progress=show,
+                should_stop=stop,
+            )
+    if show:
+        show.close()
+    for trial_id, source, error in result.failures[:20]:
+        click.echo(f"failed: {trial_id} ({source}): {error}", err=True)
+    if len(result.failures) > 20:
+        click.echo(f"... and {len(result.failures) - 20} more failures (see the fetch_log table)", err=True)
+    click.echo(f"run {result.run_id}: {result.summary()}")
+    sys.exit(result.exit_code)
+
+
+@click.command("show")
+@click.argument("trial_id", callback=trial_id_arg)
+@click.option("--source", type=SOURCE_CHOICE, help="Which registry's copy (default: ctgov for NCT IDs, else who).")
+@click.option("--json", "as_json", is_flag=True, help="Print the normalized record as JSON.")
+@click.pass_obj
+def show_cmd(app, trial_id, source, as_json):
+    """Print the current normalized record of a trial."""
+    source = source or sources_for(trial_id)[0]
+    with app.store() as store:
+        state = store.load_state(trial_id, source)
+    if state is None or state.record is None:
+        if state is not None and state.state == "missing":
+            raise click.ClickException(f"{trial_id} is missing from {source} (the registry no longer returns it)")
+        raise click.ClickException(
+            f"no stored record of {trial_id} from {source}; watch it and run `trialwatch refresh` first"
+        )
+    if as_json:
+        _json_out(state.record)
+    else:
+        if state.state == "missing":
+            click.echo(f"# {trial_id} is MISSING from {source}; last stored record:")
+        click.echo(record_lines(state.record))
+
+
+@click.command("changes")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--since", help="Only changes detected at or after this ISO time.")
+@click.option("--trial", "trial_id", callback=trial_id_arg, help="Only this trial.")
+@click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
+@click.option("--significance", multiple=True, help="Only these significances (repeatable).")
+@click.pass_obj
+def changes_cmd(app, as_json, since, trial_id, source, significance):
+    """List recorded changes, oldest first."""
+    since = _iso_since(since)
+    with app.store() as store:
+        rows = store.changes(since=since, trial_id=trial_id, source=source)
+    if significance:
+        rows = [r for r in rows if r["significance"] in significance]
+    if as_json:
+        _json_out([change_json(r) for r in rows])
+    else:
+        click.echo(changes_table(rows))
+
+
+def _iso_since(value: str | None) -> str | None:
+    """Accept an ISO date or time; store timestamps are UTC 'YYYY-MM-DDTHH:MM:SSZ'."""
+    if value is None:
+        return None
+    from datetime import datetime, timezone
+
+    text = value.strip()
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date or time: {value!r}", param_hint="--since") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@click.command("history")
+@click.argument("trial_id", callback=trial_id_arg)
+@click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print versions and changes as JSON.")
+@click.pass_obj
+def history_cmd(app, trial_id, source, as_json):
+    """The versions of one trial over time, and what changed in each."""
+    with app.store() as store:
+        versions = store.snapshots_of(trial_id, source)
+        rows = store.changes(trial_id=trial_id, source=source)
+    if not versions and not rows:
+        raise click.ClickException(f"nothing stored for {trial_id}; is it watched and refreshed?")
+    by_snapshot: dict = {}
+    loose = []
+    for r in rows:
+        (by_snapshot.setdefault(r["snapshot_id"], []) if r["snapshot_id"] else loose).append(r)
+    if as_json:
+        out = []
+        for v in versions:
+            out.append({**v, "changes": [change_json(c) for c in by_snapshot.get(v["id"], [])]})
+        _json_out({"trial_id": trial_id, "versions": out, "other_changes": [change_json(c) for c in loose]})
+        return
+    events = []
+    for v in versions:
+        when = v["registry_date"] or v["fetched_at"]
+        label = "first snapshot" if not by_snapshot.get(v["id"]) else f"{len(by_snapshot[v['id']])} change(s)"
+        if v["backfilled"]:
+            label += " [backfilled]"
+        events.append((when, v["source"], f"version {v['id']}", label, by_snapshot.get(v["id"], [])))
+    for c in loose:
+        events.append((c["detected_at"], c["source"], "-", c["kind"], [c]))
+    events.sort(key=lambda e: (e[0] or "", e[2]))
+    for when, src, version, label, changes in events:
+        click.echo(f"{when}  {src:5}  {version}: {label}")
+        for c in changes:
+            click.echo(f"    [{c['significance']}] {c['field']}: {describe_change(c, 100)}")
+
+
+@click.group("watch")
+def watch_group():
+    """Add, remove or list watched trials (edits the config file in place)."""
+
+
+@watch_group.command("add")
+@click.argument("trial_ids", nargs=-1, required=True, callback=trial_id_arg)
+@click.pass_obj
+def watch_add(app, trial_ids):
+    """Watch these trials (NCT IDs on both registries, others on the WHO portal)."""
+    from pipeline.watchlist import add_trials
+
+    app.config  # validate the file first: never edit a broken config
+    added = add_trials(app.config_path, list(trial_ids))
+    for t in trial_ids:
+        click.echo(f"{'added' if t in added else 'already watched'}: {t} ({', '.join(sources_for(t))})")
+
+
+@watch_group.command("remove")
+@click.argument("trial_ids", nargs=-1, required=True, callback=trial_id_arg)
+@click.pass_obj
+def watch_remove(app, trial_ids):
+    """Stop watching these trials (their stored history is kept)."""
+    from pipeline.watchlist import remove_trials
+
+    app.config
+    removed = remove_trials(app.config_path, list(trial_ids))
+    for t in trial_ids:
+        click.echo(f"{'removed' if t in removed else 'not watched'}: {t}")
+
+
+@watch_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def watch_list(app, as_json):
+    """The watched trials with their state per source."""
+    config = app.config
+    states = {}
+    if config.database_path.exists():
+        with app.store() as store:
+            for row in store.trials():
+                states[(row["trial_id"], row["source"])] = row
+    rows = []
+    for t in config.trials:
+        for s in sources_for(t):
+            st = states.get((t, s), {})
+            rows.append(
+                {
+                    "trial_id": t,
+                    "source": s,
+                    "state": st.get("state", "never fetched"),
+                    "recruitment_status": st.get("recruitment_status"),
+                    "last_checked": st.get("last_checked"),
+                    "fail_streak": st.get("fail_streak", 0),
+                }
+            )
+    if as_json:
+        _json_out(rows)
+        return
+    if not rows:
+        click.echo("nothing watched; add trials with `trialwatch watch add ID`")
+        return
+    click.echo(
+        table(
+            ((r["trial_id"], r["source"], r["state"], r["recruitment_status"] or "-", r["last_checked"] or "-",
+              r["fail_streak"]) for r in rows),
+            ["trial", "source", "state", "status", "last_checked", "fail_streak"],
+        )
+    )

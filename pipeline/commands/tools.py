@@ -1,0 +1,101 @@
+"""Tools around the pipeline: extract, simulate, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.errors import BlockedPageError, ParseError
+
+SOURCE_CHOICE = click.Choice(["ctgov", "who"])
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(extract_cmd)
+    cli.add_command(simulate_cmd)
+    cli.add_command(demo_cmd)
+
+
+@click.command("extract")
+@click.option("--source", type=SOURCE_CHOICE, required=True, help="Which registry the file came from.")
+@click.option("--trial", "trial_id", help="Trial ID the WHO page was requested for (default: read from the page).")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def extract_cmd(source, trial_id, file):
+    """Parse a saved registry response and print the normalized JSON.
+
+    FILE is a ClinicalTrials.gov API v2 study (GET /studies/{id}), a /studies list
+    page (every study is printed), a history version (/api/int/studies/{id}/history/{v}),
+    or a saved WHO Trial2.aspx page.  Use it to check the extractor on a page of your own.
+    """
+    from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_studies_page, parse_study
+    from pipeline.parse_who import parse_trial_page
+
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        if source == "ctgov":
+            out = _extract_ctgov(body, normalize_study, parse_history_version, parse_studies_page, parse_study)
+        else:
+            record = parse_trial_page(body, trial_id or "")
+            if record is None:
+                raise click.ClickException(f"{file}: the WHO portal's not-found page (no such trial)")
+            out = record
+    except BlockedPageError as exc:
+        raise click.ClickException(f"{file}: blocked or error page, not a trial record: {exc}") from None
+    except ParseError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+def _extract_ctgov(body, normalize_study, parse_history_version, parse_studies_page, parse_study):
+    import orjson
+
+    try:
+        top = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        top = None
+    if isinstance(top, dict) and "studies" in top:
+        studies, _token, _total = parse_studies_page(body)
+        return [normalize_study(s) for s in studies]
+    if isinstance(top, dict) and "studyVersion" in top:
+        _version, study = parse_history_version(body)
+        return normalize_study(study)
+    return normalize_study(parse_study(body))
+
+
+@click.command("simulate")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback).")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--size", default=50, show_default=True, type=int, help="Number of trials in the corpus.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Corpus seed (same seed, same corpus).")
+@click.option("--change-rate", default=0.0, show_default=True, type=float,
+              help="Share of trials changed per simulated day, beyond the scripted day-1 changes.")
+def simulate_cmd(host, port, size, seed, change_rate):
+    """Serve the registry simulator (ClinicalTrials.gov API v2 and WHO pages).
+
+    Point sources.ctgov.base_url at http://HOST:PORT/api/v2 and sources.who.base_url
+    at http://HOST:PORT.  POST /_sim/advance?days=N makes simulated time pass.
+    """
+    from pipeline.simulator.server import serve
+
+    serve(host=host, port=port, size=size, seed=seed, change_rate=change_rate)
+
+
+@click.command("demo")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the demo's config and database here (default: a temporary folder).")
+@click.option("--trials", default=12, show_default=True, type=int, help="How many trials to watch.")
+def demo_cmd(workdir, trials):
+    """Run the pipeline end to end against the built-in registry simulator.
+
+    Starts the simulator on a loopback port, watches a dozen trials, refreshes,
+    lets a simulated day pass while the simulator changes some records, refreshes
+    again and prints the changes it found.
+    """
+    from pipeline.demo import run_demo
+
+    run_demo(workdir=workdir, n_trials=trials, echo=click.echo)

@@ -1,0 +1,420 @@
+"""Reading and validating ``config.toml``.
+
+Every key is declared once, in :data:`SCHEMA`, with its type and default.  A key
+that is not declared, a value of the wrong type, a bad URL, a bad cron expression or
+an invalid trial ID raises :class:`ConfigError` naming the key path (for example
+``sources.ctgov.timeout``) before any command writes anything.  The loader returns
+plain frozen dataclasses; nothing downstream reads TOML.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.alert_rules import validate_alert_options
+from pipeline.cron import validate_cron
+from pipeline.errors import ConfigError, InvalidTrialId
+from pipeline.trial_ids import normalize_trial_id
+from pipeline.validate import check_url
+
+DEFAULT_CONFIG_PATH = "config.toml"
+
+SOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ctgov": {
+        "base_url": "https://clinicaltrials.gov/api/v2",
+        "requests_per_second": 1.0,
+        "concurrency": 1,
+        "timeout": 30.0,
+        "retries": 4,
+        "user_agent": "trialwatch/0.1 (+https://github.com/trialwatch/trialwatch)",
+        "enabled": True,
+        "page_size": 1000,
+        "ids_per_request": 200,
+        "max_retry_wait": 120.0,
+        "max_response_mb": 64.0,
+        "run_budget": 3600.0,
+        "full_sweep_days": 7,
+    },
+    "who": {
+        "base_url": "https://trialsearch.who.int",
+        "requests_per_second": 0.5,
+        "concurrency": 1,
+        "timeout": 30.0,
+        "retries": 3,
+        "user_agent": "trialwatch/0.1 (+https://github.com/trialwatch/trialwatch)",
+        "enabled": True,
+        "max_retry_wait": 120.0,
+        "max_response_mb": 16.0,
+        "run_budget": 3600.0,
+    },
+}
+
+# key -> (accepted python types, description used in messages)
+_NUMBER = ((int, float), "a number")
+_POS_INT = ((int,), "a whole number")
+_BOOL = ((bool,), "true or false")
+_STR = ((str,), "a string")
+_STR_LIST = ((list,), "a list of strings")
+
+SOURCE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "base_url": _STR,
+    "requests_per_second": _NUMBER,
+    "concurrency": _POS_INT,
+    "timeout": _NUMBER,
+    "retries": _POS_INT,
+    "user_agent": _STR,
+    "enabled": _BOOL,
+    "page_size": _POS_INT,
+    "ids_per_request": _POS_INT,
+    "max_retry_wait": _NUMBER,
+    "max_response_mb": _NUMBER,
+    "run_budget": _NUMBER,
+    "full_sweep_days": _POS_INT,
+}
+
+QUERY_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": _STR,
+    "cond": _STR,
+    "term": _STR,
+    "intr": _STR,
+    "spons": _STR,
+    "status": _STR_LIST,
+    "backfill": _BOOL,
+    "tags": _STR_LIST,
+}
+
+ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "channel": _STR,
+    "name": _STR,
+    "url": _STR,
+    "url_env": _STR,
+    "token_env": _STR,
+    "path": _STR,
+    "format": _STR,
+    "smtp_host": _STR,
+    "smtp_port": _POS_INT,
+    "from": _STR,
+    "to": _STR_LIST,
+    "starttls": _BOOL,
+    "ssl": _BOOL,
+    "username": _STR,
+    "password_env": _STR,
+    "significance": _STR_LIST,
+    "fields": _STR_LIST,
+    "trials": _STR_LIST,
+    "tags": _STR_LIST,
+    "sources": _STR_LIST,
+    "timeout": _NUMBER,
+}
+
+ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
+SIGNIFICANCES = (
+    "status",
+    "outcomes",
+    "enrollment",
+    "dates",
+    "eligibility",
+    "sponsor",
+    "sites",
+    "results",
+    "other",
+)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where one registry is and how politely to ask it."""
+
+    name: str
+    base_url: str
+    requests_per_second: float
+    concurrency: int
+    timeout: float
+    retries: int
+    user_agent: str
+    enabled: bool
+    max_retry_wait: float
+    max_response_mb: float
+    run_budget: float
+    page_size: int = 1000
+    ids_per_request: int = 200
+    full_sweep_days: int = 7
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class QueryWatch:
+    """A ClinicalTrials.gov search whose every match is watched."""
+
+    name: str
+    cond: str | None = None
+    term: str | None = None
+    intr: str | None = None
+    spons: str | None = None
+    status: tuple[str, ...] = ()
+    backfill: bool = False
+    tags: tuple[str, ...] = ()
+
+    def params(self) -> dict[str, str]:
+        """The /studies query parameters this watch stands for."""
+        out: dict[str, str] = {}
+        for key in ("cond", "term", "intr", "spons"):
+            value = getattr(self, key)
+            if value:
+                out[f"query.{key}"] = value
+        if self.status:
+            out["filter.overallStatus"] = ",".join(self.status)
+        return out
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One delivery channel and the filter choosing what it is sent."""
+
+    channel: str
+    name: str
+    options: dict[str, Any]
+    significance: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+    trials: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration."""
+
+    path: Path | None
+    database_path: Path
+    sources: dict[str, SourceConfig]
+    trials: tuple[str, ...] = ()
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    queries: tuple[QueryWatch, ...] = ()
+    schedule: dict[str, str] = field(default_factory=dict)
+    schedule_jitter: int = 300
+    alerts: tuple[AlertRule, ...] = ()
+    fetch_log_days: int = 90
+
+    def source(self, name: str) -> SourceConfig:
+        return self.sources[name]
+
+    def enabled_sources(self) -> list[str]:
+        return [name for name, src in self.sources.items() if src.enabled]
+
+
+DEFAULT_SCHEDULE = {
+    # ClinicalTrials.gov refreshes its data on weekday mornings (US Eastern).
+    "ctgov": "0 14 * * 1-5",
+    # The WHO portal is refreshed weekly.
+    "who": "0 4 * * 6",
+}
+
+
+def _check_type(value: Any, spec: tuple[tuple[type, ...], str], key: str) -> Any:
+    types, description = spec
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{key}: expected {description}, got {value!r}", key)
+    if not isinstance(value, types):
+        raise ConfigError(f"{key}: expected {description}, got {type(value).__name__} {value!r}", key)
+    if types == (list,):
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{key}[{i}]: expected a string, got {item!r}", key)
+    return value
+
+
+def _check_table(table: Any, allowed: dict[str, Any] | set[str], key: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{key}: expected a table, got {type(table).__name__}", key)
+    for name in table:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else name
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"{where}: unknown key (known keys here: {known})", where)
+    return table
+
+
+def _source(name: str, table: dict[str, Any]) -> SourceConfig:
+    key = f"sources.{name}"
+    _check_table(table, set(SOURCE_DEFAULTS[name]), key)
+    values = dict(SOURCE_DEFAULTS[name])
+    for k, v in table.items():
+        values[k] = _check_type(v, SOURCE_KEYS[k], f"{key}.{k}")
+    values["base_url"] = check_url(values["base_url"], f"{key}.base_url")
+    for k in ("requests_per_second", "timeout", "max_retry_wait", "max_response_mb", "run_budget"):
+        if values[k] <= 0:
+            raise ConfigError(f"{key}.{k}: must be greater than 0, got {values[k]!r}", f"{key}.{k}")
+    if values["concurrency"] < 1 or values["concurrency"] > 64:
+        raise ConfigError(f"{key}.concurrency: must be between 1 and 64", f"{key}.concurrency")
+    if values["retries"] < 0 or values["retries"] > 20:
+        raise ConfigError(f"{key}.retries: must be between 0 and 20", f"{key}.retries")
+    for k in ("page_size", "ids_per_request"):
+        if k in values and not 1 <= values[k] <= 1000:
+            raise ConfigError(f"{key}.{k}: must be between 1 and 1000", f"{key}.{k}")
+    values = {k: (float(v) if isinstance(SOURCE_DEFAULTS[name].get(k), float) else v) for k, v in values.items()}
+    fields_known = SourceConfig.__dataclass_fields__
+    return SourceConfig(name=name, **{k: v for k, v in values.items() if k in fields_known})
+
+
+def _trial_list(values: Any, key: str) -> tuple[str, ...]:
+    _check_type(values, _STR_LIST, key)
+    out: list[str] = []
+    for i, raw in enumerate(values):
+        try:
+            trial = normalize_trial_id(raw)
+        except InvalidTrialId as exc:
+            raise ConfigError(f"{key}[{i}]: {exc}", key) from None
+        if trial not in out:
+            out.append(trial)
+    return tuple(out)
+
+
+def _queries(items: Any) -> tuple[QueryWatch, ...]:
+    if not isinstance(items, list):
+        raise ConfigError("watch.queries: expected an array of tables ([[watch.queries]])", "watch.queries")
+    out = []
+    for i, table in enumerate(items):
+        key = f"watch.queries[{i}]"
+        _check_table(table, QUERY_KEYS, key)
+        values: dict[str, Any] = {}
+        for k, v in table.items():
+            values[k] = _check_type(v, QUERY_KEYS[k], f"{key}.{k}")
+        if not any(values.get(k) for k in ("cond", "term", "intr", "spons", "status")):
+            raise ConfigError(f"{key}: a query needs at least one of cond, term, intr, spons, status", key)
+        values.setdefault("name", values.get("cond") or values.get("term") or values.get("spons") or f"query{i}")
+        for k in ("status", "tags"):
+            if k in values:
+                values[k] = tuple(s.upper() if k == "status" else s for s in values[k])
+        out.append(QueryWatch(**values))
+    names = [q.name for q in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("watch.queries: two queries share a name", "watch.queries")
+    return tuple(out)
+
+
+def _alerts(items: Any) -> tuple[AlertRule, ...]:
+    if not isinstance(items, list):
+        raise ConfigError("alerts: expected an array of tables ([[alerts]])", "alerts")
+    out = []
+    for i, table in enumerate(items):
+        key = f"alerts[{i}]"
+        _check_table(table, ALERT_KEYS, key)
+        values: dict[str, Any] = {}
+        for k, v in table.items():
+            values[k] = _check_type(v, ALERT_KEYS[k], f"{key}.{k}")
+        channel = values.get("channel")
+        if channel not in ALERT_CHANNELS:
+            raise ConfigError(
+                f"{key}.channel: must be one of {', '.join(ALERT_CHANNELS)}, got {channel!r}", f"{key}.channel"
+            )
+        significance = tuple(values.pop("significance", [s for s in SIGNIFICANCES if s != "other"]))
+        for s in significance:
+            if s not in SIGNIFICANCES:
+                raise ConfigError(
+                    f"{key}.significance: unknown significance {s!r} (known: {', '.join(SIGNIFICANCES)})",
+                    f"{key}.significance",
+                )
+        trials = _trial_list(values.pop("trials", []), f"{key}.trials")
+        fields_ = tuple(values.pop("fields", []))
+        tags = tuple(values.pop("tags", []))
+        sources = tuple(values.pop("sources", []))
+        for s in sources:
+            if s not in SOURCE_DEFAULTS:
+                raise ConfigError(f"{key}.sources: unknown source {s!r}", f"{key}.sources")
+        values.pop("channel")
+        name = values.pop("name", f"{channel}{i}")
+        validate_alert_options(channel, values, key)
+        out.append(
+            AlertRule(
+                channel=channel,
+                name=name,
+                options=values,
+                significance=significance,
+                fields=fields_,
+                trials=trials,
+                tags=tags,
+                sources=sources,
+            )
+        )
+    names = [a.name for a in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("alerts: two alert rules share a name (give each a distinct `name`)", "alerts")
+    return tuple(out)
+
+
+TOP_KEYS = {"database", "sources", "watch", "schedule", "alerts"}
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a :class:`Config` (pure)."""
+    _check_table(data, TOP_KEYS, "")
+    base_dir = base_dir or (path.parent if path else Path.cwd())
+
+    database = _check_table(data.get("database", {}), {"path", "fetch_log_days"}, "database")
+    db_path = _check_type(database.get("path", "trialwatch.db"), _STR, "database.path")
+    if not db_path.strip():
+        raise ConfigError("database.path: must not be empty", "database.path")
+    fetch_log_days = _check_type(database.get("fetch_log_days", 90), _POS_INT, "database.fetch_log_days")
+    database_path = Path(os.path.expanduser(db_path))
+    if not database_path.is_absolute():
+        database_path = base_dir / database_path
+
+    sources_table = _check_table(data.get("sources", {}), set(SOURCE_DEFAULTS), "sources")
+    sources = {name: _source(name, sources_table.get(name, {})) for name in SOURCE_DEFAULTS}
+
+    watch = _check_table(data.get("watch", {}), {"trials", "tags", "queries"}, "watch")
+    trials = _trial_list(watch.get("trials", []), "watch.trials")
+    tags_table = _check_table(watch.get("tags", {}), set(watch.get("tags", {}) or {}), "watch.tags")
+    tags = {name: _trial_list(ids, f"watch.tags.{name}") for name, ids in tags_table.items()}
+    queries = _queries(watch.get("queries", []))
+
+    schedule_table = _check_table(data.get("schedule", {}), {"ctgov", "who", "jitter"}, "schedule")
+    schedule = dict(DEFAULT_SCHEDULE)
+    for name in ("ctgov", "who"):
+        if name in schedule_table:
+            schedule[name] = _check_type(schedule_table[name], _STR, f"schedule.{name}")
+        validate_cron(schedule[name], f"schedule.{name}")
+    jitter = _check_type(schedule_table.get("jitter", 300), _POS_INT, "schedule.jitter")
+
+    alerts = _alerts(data.get("alerts", []))
+
+    return Config(
+        path=path,
+        database_path=database_path,
+        sources=sources,
+        trials=trials,
+        tags=tags,
+        queries=queries,
+        schedule=schedule,
+        schedule_jitter=jitter,
+        alerts=alerts,
+        fetch_log_days=fetch_log_days,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the TOML file at ``path`` (ConfigError on any problem)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found: {p} (copy the shipped config.toml, or pass --config PATH)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    return parse_config(data, path=p.resolve())

@@ -1,0 +1,92 @@
+"""``trialwatch demo``: the whole pipeline on the built-in simulator, end to end.
+
+Real sockets, a real SQLite file, the same refresh function as live use: only the
+registries are simulated.  Day 1 of the simulator is scripted, so the demo always
+shows a status change, a sample-size change, an edited primary outcome and a
+record that disappeared.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import load_config
+from pipeline.refresh import refresh
+from pipeline.render_table import changes_table
+from pipeline.store import Store
+
+DEMO_CONFIG = """\
+# trialwatch demo configuration: both sources point at the built-in simulator.
+[database]
+path = "trialwatch-demo.db"
+
+[sources.ctgov]
+base_url = "{ctgov_url}"
+requests_per_second = 50
+timeout = 10
+retries = 2
+
+[sources.who]
+base_url = "{who_url}"
+requests_per_second = 50
+concurrency = 4
+timeout = 10
+retries = 2
+
+[watch]
+trials = [{trials}]
+"""
+
+
+def write_demo_config(folder: Path, ctgov_url: str, who_url: str, trial_ids: list[str]) -> Path:
+    path = folder / "config.toml"
+    path.write_text(
+        DEMO_CONFIG.format(
+            ctgov_url=ctgov_url, who_url=who_url, trials=", ".join(f'"{t}"' for t in trial_ids)
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[str], None] = print) -> int:
+    """Run the demo; returns the number of changes found on the second refresh."""
+    from pipeline.simulator.corpus import Corpus
+    from pipeline.simulator.server import SimulatorServer
+
+    temp = None
+    if workdir is None:
+        temp = tempfile.TemporaryDirectory(prefix="trialwatch-demo-")
+        folder = Path(temp.name)
+    else:
+        folder = Path(workdir)
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        corpus = Corpus(size=max(n_trials, 12), seed=1)
+        with SimulatorServer(corpus) as server:
+            trial_ids = corpus.trial_ids()[:n_trials]
+            echo(f"registry simulator on {server.base_url} ({len(corpus.trial_ids())} trials)")
+            config_path = write_demo_config(folder, server.ctgov_url, server.who_url, trial_ids)
+            config = load_config(config_path)
+            echo(f"watching {len(trial_ids)} trials; config {config_path}")
+            with Store(config.database_path) as store:
+                first = refresh(config, store, trigger="demo")
+                echo(f"refresh 1 (first sighting): {first.summary()}")
+                events = corpus.advance(days=1)
+                echo(f"simulated day passes: the simulator changed {len(events)} thing(s) upstream")
+                second = refresh(config, store, trigger="demo")
+                echo(f"refresh 2: {second.summary()}")
+                rows = store.changes(after_id=None)
+                rows = [r for r in rows if r["run_id"] == second.run_id]
+                echo("")
+                echo(changes_table(rows))
+                echo("")
+                third = refresh(config, store, trigger="demo")
+                echo(f"refresh 3 (nothing changed upstream): {third.summary()}")
+                echo(f"database: {config.database_path}" + (" (temporary; use --dir to keep it)" if temp else ""))
+                return len(rows)
+    finally:
+        if temp is not None:
+            temp.cleanup()

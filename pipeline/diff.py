@@ -1,0 +1,184 @@
+"""Field-level comparison of two normalized records (pure).
+
+Rules, in one place so every caller agrees on what a change is:
+
+* Text is compared after whitespace normalization: re-padding a title, re-wrapping
+  criteria or trading ``<br>`` for a newline is not a change.
+* Lists are compared as collections: the same items in another order is not a
+  change; otherwise the change says which items were added and which removed.
+* ``None``, ``""`` and ``[]`` all mean "not given" and are equal.
+* Noise fields (:data:`pipeline.record.NOISE_FIELDS`) never raise a change.
+* The content hash ignores noise and normalizes the same way, so "hash equal" and
+  "diff empty" always agree.
+
+A change is a plain dict with keys ``field, old, new, added, removed, significance,
+kind``; ``old``/``new`` hold the whole field values so applying the changes to the
+old record rebuilds the new one (:func:`apply_changes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from typing import Any, Iterable
+
+import orjson
+
+from pipeline.record import NOISE_FIELDS, SUBSTANTIVE_FIELDS, Record, significance_of
+
+Change = dict[str, Any]
+
+#: Keys that identify a record rather than describe the trial.
+IDENTITY_FIELDS = frozenset({"trial_id", "source"})
+
+RECORD_FIELD = "_record"  # the pseudo-field of "missing" and "reappeared" changes
+
+
+def _norm_text(value: str) -> str:
+    return " ".join(value.split())
+
+
+def canonical(value: Any) -> Any:
+    """The comparison form of a value: whitespace-folded text, empties as None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        folded = _norm_text(value)
+        return folded or None
+    if isinstance(value, list):
+        items = [canonical(v) for v in value]
+        items = [v for v in items if v is not None]
+        if not items:
+            return None
+        return sorted(items, key=_sort_key)
+    if isinstance(value, dict):
+        out = {k: canonical(v) for k, v in value.items()}
+        out = {k: v for k, v in out.items() if v is not None}
+        return out or None
+    return value
+
+
+def _sort_key(item: Any) -> bytes:
+    return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+
+
+def _item_key(item: Any) -> bytes:
+    return orjson.dumps(canonical(item), option=orjson.OPT_SORT_KEYS)
+
+
+def content_hash(record: Record) -> str:
+    """A stable hash of what the record says (noise fields excluded)."""
+    body = {}
+    for k, v in record.items():
+        if k not in NOISE_FIELDS:
+            c = canonical(v)
+            if c is not None:  # absent, None, "" and [] all mean "not given"
+                body[k] = c
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def diff_records(old: Record, new: Record) -> list[Change]:
+    """Field changes from ``old`` to ``new``; [] when they say the same thing."""
+    changes: list[Change] = []
+    fields = [k for k in old.keys() if k not in NOISE_FIELDS and k not in IDENTITY_FIELDS]
+    fields += [k for k in new.keys() if k not in old and k not in NOISE_FIELDS and k not in IDENTITY_FIELDS]
+    for field in fields:
+        before = old.get(field)
+        after = new.get(field)
+        if canonical(before) == canonical(after):
+            continue
+        change: Change = {
+            "field": field,
+            "old": before,
+            "new": after,
+            "added": None,
+            "removed": None,
+            "significance": significance_of(field),
+            "kind": "field",
+        }
+        if isinstance(before, list) or isinstance(after, list):
+            added, removed = _collection_delta(before or [], after or [])
+            change["added"] = added
+            change["removed"] = removed
+        changes.append(change)
+    return changes
+
+
+def _collection_delta(before: Iterable[Any], after: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    before = list(before) if isinstance(before, list) else [before]
+    after = list(after) if isinstance(after, list) else [after]
+    old_count = Counter(_item_key(i) for i in before if canonical(i) is not None)
+    new_count = Counter(_item_key(i) for i in after if canonical(i) is not None)
+    added_keys = new_count - old_count
+    removed_keys = old_count - new_count
+    added, removed = [], []
+    for item in after:
+        k = _item_key(item)
+        if added_keys.get(k, 0) > 0:
+            added.append(item)
+            added_keys[k] -= 1
+    for item in before:
+        k = _item_key(item)
+        if removed_keys.get(k, 0) > 0:
+            removed.append(item)
+            removed_keys[k] -= 1
+    return added, removed
+
+
+def missing_change() -> Change:
+    """The change recorded when a registry stops returning a trial it returned before."""
+    return {
+        "field": RECORD_FIELD,
+        "old": "present",
+        "new": "missing",
+        "added": None,
+        "removed": None,
+        "significance": "status",
+        "kind": "missing",
+    }
+
+
+def reappeared_change() -> Change:
+    """The change recorded when a trial that was missing comes back."""
+    return {
+        "field": RECORD_FIELD,
+        "old": "missing",
+        "new": "present",
+        "added": None,
+        "removed": None,
+        "significance": "status",
+        "kind": "reappeared",
+    }
+
+
+def apply_changes(old: Record, changes: Iterable[Change]) -> Record:
+    """The record that results from applying recorded field changes to ``old``."""
+    out = dict(old)
+    for change in changes:
+        if change.get("kind", "field") != "field":
+            continue
+        out[change["field"]] = change["new"]
+    return out
+
+
+def records_equivalent(a: Record, b: Record) -> bool:
+    """True when two records say the same thing (same hash, noise ignored)."""
+    return content_hash(a) == content_hash(b)
+
+
+def _is_empty(value: Any) -> bool:
+    return canonical(value) is None
+
+
+def looks_like_parse_failure(old: Record, new: Record, *, threshold: float = 0.6, minimum: int = 4) -> bool:
+    """True when ``new`` lost most of the substantive fields ``old`` had.
+
+    Registrations are edited a field or two at a time; a page that suddenly lacks
+    most of them is a broken or redesigned page, and reporting a dozen deletions
+    would be the classic scraper false alarm.
+    """
+    had = [f for f in SUBSTANTIVE_FIELDS if not _is_empty(old.get(f))]
+    if len(had) < minimum:
+        return False
+    lost = [f for f in had if _is_empty(new.get(f))]
+    return len(lost) / len(had) >= threshold

@@ -1,0 +1,253 @@
+"""One refresh run: fetch every watched trial, compare, store.
+
+This is the function the CLI, the daemon and the demo all call.  For each enabled
+source it streams :class:`~pipeline.sources.Fetched` items from the source module,
+normalizes each (pure), plans the update against the stored state (pure) and saves
+it (one transaction per trial that changed; unchanged trials in batches, since only
+timestamps move for them).  A trial that fails is data in the result, never an
+exception that aborts the run; a source that fails does not stop the other.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import httpx
+
+from pipeline.config import Config
+from pipeline.diff import content_hash
+from pipeline.errors import BlockedPageError, ParseError, StoreError
+from pipeline.http_client import RegistryClient, build_http_client
+from pipeline.normalize import PARSER_VERSION, normalize_payload, raw_bytes, reparse_raw
+from pipeline.sources import Fetched, ctgov, who
+from pipeline.store import Store, TrialState, Update, utcnow
+from pipeline.trial_ids import sources_for
+from pipeline.update import plan_failed, plan_found, plan_missing
+
+ProgressFn = Callable[[str, int, int], None]
+
+#: Unchanged trials are saved in batches of this many (one transaction).
+BATCH = 500
+
+
+@dataclass
+class RefreshResult:
+    """What a run did: counts per outcome, the failures, and the run's id."""
+
+    run_id: int
+    counts: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    by_source: dict[str, Counter] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.counts["failed"] else 0
+
+    def summary(self) -> str:
+        c = self.counts
+        text = (
+            f"fetched {c['fetched']}, new {c['new']}, unchanged {c['unchanged']}, changed {c['changed']}, "
+            f"missing {c['missing']}, failed {c['failed']}"
+        )
+        if c["reappeared"]:
+            text += f", reappeared {c['reappeared']}"
+        if c["deferred"]:
+            text += f", deferred to next run {c['deferred']}"
+        if c["changes"]:
+            text += f" ({c['changes']} field changes)"
+        if self.interrupted:
+            text += " [interrupted]"
+        return text
+
+
+def watched_ids(config: Config, source: str, extra: Iterable[str] = ()) -> list[str]:
+    """The trial IDs ``source`` watches: NCT IDs on both sources, others on WHO."""
+    ids = list(dict.fromkeys([*config.trials, *extra]))
+    return [t for t in ids if source in sources_for(t)]
+
+
+def refresh(
+    config: Config,
+    store: Store,
+    *,
+    sources: Iterable[str] | None = None,
+    trial_ids: Iterable[str] | None = None,
+    trigger: str = "cli",
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    http: httpx.Client | None = None,
+    backoff_base: float = 1.0,
+    extra_ids: dict[str, list[str]] | None = None,
+) -> RefreshResult:
+    """Refresh the watched trials of the chosen sources and record what changed."""
+    stop = should_stop or (lambda: False)
+    chosen = [s for s in (sources or config.enabled_sources()) if config.sources[s].enabled]
+    store.close_stale_runs()
+    run_id = store.start_run(chosen, trigger, os.getpid())
+    result = RefreshResult(run_id=run_id)
+    own_http = http is None
+    http = http or build_http_client()
+    fetch_rows: list[dict] = []
+    rows_lock = threading.Lock()
+
+    def on_request(row: dict) -> None:
+        row["run_id"] = run_id
+        row["fetched_at"] = utcnow()
+        with rows_lock:
+            fetch_rows.append(row)
+
+    def flush_log() -> None:
+        with rows_lock:
+            rows = list(fetch_rows)
+            fetch_rows.clear()
+        store.log_fetches(rows)
+
+    try:
+        for source in chosen:
+            cfg = config.sources[source]
+            if trial_ids is not None:
+                ids = [t for t in trial_ids if source in sources_for(t)]
+            else:
+                ids = watched_ids(config, source, (extra_ids or {}).get(source, ()))
+            if not ids:
+                continue
+            client = RegistryClient(
+                cfg,
+                http,
+                on_request=on_request,
+                deadline=time.monotonic() + cfg.run_budget,
+                backoff_base=backoff_base,
+            )
+            counts = _refresh_source(
+                store, client, source, ids, run_id, result, progress=progress, stop=stop, flush_log=flush_log
+            )
+            counts["requests"] = client.requests
+            result.by_source[source] = counts
+            result.counts.update(counts)
+            if stop():
+                result.interrupted = True
+                break
+    finally:
+        try:
+            flush_log()
+        finally:
+            status = "interrupted" if result.interrupted else "finished"
+            try:
+                store.finish_run(run_id, result.counts, status=status)
+            except StoreError:
+                pass
+            if own_http:
+                http.close()
+    return result
+
+
+def _fetch_iter(client: RegistryClient, source: str, ids: list[str], stop: Callable[[], bool]):
+    if source == "ctgov":
+        return ctgov.fetch_by_ids(client, ids)
+    if source == "who":
+        return who.fetch_pages(client, ids, should_stop=stop)
+    raise ValueError(source)
+
+
+def _refresh_source(
+    store: Store,
+    client: RegistryClient,
+    source: str,
+    ids: list[str],
+    run_id: int,
+    result: RefreshResult,
+    *,
+    progress: ProgressFn | None,
+    stop: Callable[[], bool],
+    flush_log: Callable[[], None],
+) -> Counter:
+    counts: Counter = Counter()
+    states = store.load_states(source, ids)
+    pending: list[Update] = []
+    done = 0
+    total = len(ids)
+    parser_version = PARSER_VERSION[source]
+    handled: set[str] = set()
+
+    def save(updates: list[Update]) -> None:
+        store.save_updates(updates, run_id)
+
+    for fetched in _fetch_iter(client, source, ids, stop):
+        if fetched.trial_id in handled:
+            continue
+        handled.add(fetched.trial_id)
+        update = plan_fetched(store, states.get(fetched.trial_id), fetched, parser_version)
+        counts[update.outcome] += 1
+        if update.outcome != "failed":
+            counts["fetched"] += update.outcome != "missing"
+        else:
+            result.failures.append((update.trial_id, source, update.error or ""))
+        counts["changes"] += sum(1 for c in update.changes if c.get("kind") == "field")
+        if update.new_snapshot or update.changes:
+            save(pending)
+            pending = []
+            save([update])
+        else:
+            pending.append(update)
+            if len(pending) >= BATCH:
+                save(pending)
+                pending = []
+                flush_log()
+        done += 1
+        if progress:
+            progress(source, done, total)
+        if stop():
+            break
+    save(pending)
+    flush_log()
+    counts["deferred"] += total - len(handled)
+    if counts["reappeared"]:
+        counts["changed"] += counts["reappeared"]
+    return counts
+
+
+def plan_fetched(store: Store, state: TrialState | None, fetched: Fetched, parser_version: int) -> Update:
+    """Normalize one fetched item and plan its update (the store is only read)."""
+    now = utcnow()
+    source, trial_id = fetched.source, fetched.trial_id
+    if fetched.status == "failed":
+        return plan_failed(trial_id, source, fetched.error or "fetch failed", now)
+    if fetched.status == "missing":
+        return plan_missing(state, trial_id, source, now)
+    try:
+        record = normalize_payload(source, trial_id, fetched.payload)
+    except (ParseError, BlockedPageError) as exc:
+        return plan_failed(trial_id, source, f"{type(exc).__name__}: {exc}", now)
+    except Exception as exc:  # a parser bug must cost one trial, not the run
+        return plan_failed(trial_id, source, f"internal parser error: {type(exc).__name__}: {exc}", now)
+    if record is None:
+        return plan_missing(state, trial_id, source, now)
+    record["trial_id"] = trial_id
+    new_hash = content_hash(record)
+    old_record = None
+    if state is not None and state.snapshot_id is not None and new_hash != state.content_hash:
+        stored = store.load_snapshot(state.snapshot_id)
+        if stored is not None:
+            old_record = stored["record"]
+            if stored.get("parser_version") != parser_version:
+                reread = reparse_raw(source, trial_id, stored.get("raw"), stored.get("raw_format"))
+                if reread is not None:
+                    reread["trial_id"] = trial_id
+                    old_record = reread
+    needs_raw = state is None or state.snapshot_id is None or new_hash != state.content_hash
+    return plan_found(
+        state,
+        record,
+        old_record=old_record,
+        raw=raw_bytes(source, fetched.payload) if needs_raw else None,
+        raw_format=fetched.raw_format,
+        parser_version=parser_version,
+        now=now,
+        new_hash=new_hash,
+    )

@@ -1,0 +1,66 @@
+"""WHO ICTRP search portal: one ``Trial2.aspx?TrialID=...`` page per trial.
+
+The portal answers 200 for almost everything, so the status code decides little:
+the page content is judged downstream by :func:`pipeline.parse_who.parse_trial_page`
+(not-found page -> missing; access-denied, bot-check or error page -> failed).
+Pages are fetched by a small thread pool (``concurrency``) under the source's rate
+limit; results are yielded as they complete, to the single writer thread.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Iterable, Iterator
+
+from pipeline.errors import FetchError
+from pipeline.http_client import RegistryClient
+from pipeline.sources import Fetched
+
+SOURCE = "who"
+
+
+def page_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/Trial2.aspx"
+
+
+def fetch_page(client: RegistryClient, trial_id: str) -> Fetched:
+    """Fetch one trial's portal page (raw bytes; judged by the parser)."""
+    try:
+        response = client.get(page_url(client.source.base_url), {"TrialID": trial_id}, trial_id=trial_id)
+    except FetchError as exc:
+        return Fetched(trial_id, SOURCE, "failed", error=f"{type(exc).__name__}: {exc}")
+    if response.status == 404:
+        return Fetched(
+            trial_id, SOURCE, "failed", error=f"HTTP 404 from {response.url} (is sources.who.base_url right?)"
+        )
+    return Fetched(trial_id, SOURCE, "found", payload=response.body, raw_format="html")
+
+
+def fetch_pages(client: RegistryClient, trial_ids: Iterable[str], *, should_stop=lambda: False) -> Iterator[Fetched]:
+    """Yield a Fetched per trial, ``concurrency`` requests in flight at most."""
+    ids = list(dict.fromkeys(trial_ids))
+    workers = max(1, client.source.concurrency)
+    if workers == 1:
+        for trial_id in ids:
+            if should_stop():
+                return
+            yield fetch_page(client, trial_id)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="who-fetch") as pool:
+        pending: set[Future[Fetched]] = set()
+        queue = iter(ids)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < workers * 2:
+                if should_stop():
+                    exhausted = True
+                    break
+                try:
+                    pending.add(pool.submit(fetch_page, client, next(queue)))
+                except StopIteration:
+                    exhausted = True
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()

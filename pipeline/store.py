@@ -1,0 +1,632 @@
+"""The SQLite store: the only module that touches the database.
+
+One file, opened through sqlite-utils, in WAL mode.  Tables (see the README's schema
+section for every column):
+
+``trials``     current state of each trial per source (present / missing), its current
+               snapshot and content hash, failure streak.
+``snapshots``  a version of a trial's normalized record, written only when the content
+               hash changes, with the raw payload zlib-compressed so a better parser can
+               re-read it later.
+``changes``    field-level changes, each pointing at the snapshot it led to.
+``runs``       one row per refresh run with its counts.
+``fetch_log``  one row per HTTP request: URL, status, attempts, time, error.
+``meta``       small key/value state (schema version, report cursors, data timestamps).
+
+A trial's snapshot, its changes and its ``trials`` row are written in one
+transaction (:meth:`Store.save_update`): a crash leaves either all of them or none.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+import sqlite_utils
+
+from pipeline.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',       -- present | missing | pending (never fetched yet)
+    snapshot_id INTEGER,                          -- current snapshot
+    content_hash TEXT,
+    title TEXT,
+    recruitment_status TEXT,
+    last_updated TEXT,                            -- the registry's own last-update date
+    first_seen TEXT,
+    last_seen TEXT,
+    last_checked TEXT,
+    last_changed TEXT,
+    missing_since TEXT,
+    fail_streak INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    alerted_failure INTEGER NOT NULL DEFAULT 0,   -- a failure alert is out for the current streak
+    PRIMARY KEY (trial_id, source)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY,
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    record TEXT NOT NULL,                         -- normalized record, JSON
+    raw BLOB,                                     -- zlib-compressed raw payload
+    raw_format TEXT,                              -- json | html | xml | csv
+    parser_version INTEGER NOT NULL DEFAULT 1,
+    fetched_at TEXT NOT NULL,
+    registry_date TEXT,                           -- version date given by the registry (backfill)
+    registry_version INTEGER,                     -- version number given by the registry (backfill)
+    backfilled INTEGER NOT NULL DEFAULT 0,
+    run_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS snapshots_trial ON snapshots (trial_id, source, id);
+
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY,
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    snapshot_id INTEGER,                          -- the snapshot this change led to (NULL for 'missing')
+    run_id INTEGER,
+    field TEXT NOT NULL,
+    old TEXT,                                     -- JSON
+    new TEXT,                                     -- JSON
+    added TEXT,                                   -- JSON list, for list fields
+    removed TEXT,                                 -- JSON list, for list fields
+    significance TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'field',           -- field | missing | reappeared
+    detected_at TEXT NOT NULL,
+    backfilled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS changes_detected ON changes (detected_at);
+CREATE INDEX IF NOT EXISTS changes_trial ON changes (trial_id, source);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    sources TEXT,
+    trigger TEXT,
+    status TEXT NOT NULL DEFAULT 'running',       -- running | finished | interrupted | failed
+    fetched INTEGER NOT NULL DEFAULT 0,
+    new INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL DEFAULT 0,
+    missing INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    note TEXT
+);
+
+CREATE TABLE IF NOT EXISTS fetch_log (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER,
+    source TEXT NOT NULL,
+    trial_id TEXT,
+    url TEXT NOT NULL,
+    status INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    elapsed_ms INTEGER,
+    error TEXT,
+    fetched_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fetch_log_run ON fetch_log (run_id);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+"""
+
+
+def utcnow() -> str:
+    """Now, UTC, ISO 8601 with seconds (the format of every timestamp we store)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+def loads(text: str | bytes | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def compress(raw: bytes | str | None) -> bytes | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    return zlib.compress(raw, 1)
+
+
+def decompress(blob: bytes | None) -> bytes | None:
+    return None if blob is None else zlib.decompress(blob)
+
+
+@dataclass
+class TrialState:
+    """What the store knows of one trial from one source, for the pure update planner."""
+
+    trial_id: str
+    source: str
+    state: str
+    snapshot_id: int | None
+    content_hash: str | None
+    fail_streak: int
+    record: dict[str, Any] | None = None
+    parser_version: int | None = None
+    raw: bytes | None = None
+    raw_format: str | None = None
+    alerted_failure: bool = False
+
+
+@dataclass
+class Update:
+    """Everything one trial's refresh writes, decided by the pure planner, saved at once."""
+
+    trial_id: str
+    source: str
+    outcome: str                      # new | changed | unchanged | missing | failed | reappeared
+    record: dict[str, Any] | None = None
+    content_hash: str | None = None
+    raw: bytes | None = None
+    raw_format: str | None = None
+    parser_version: int = 1
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    new_snapshot: bool = False
+    error: str | None = None
+    registry_date: str | None = None
+    registry_version: int | None = None
+    backfilled: bool = False
+    detected_at: str | None = None
+
+
+class Store:
+    """The database of one trialwatch installation."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0):
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create database folder for {path}: {exc.strerror or exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------
+
+    def _write(self, fn, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` in one IMMEDIATE transaction; roll back and raise StoreError on failure."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(_describe(exc, self.path)) from None
+        try:
+            result = fn(*args, **kwargs)
+            self.conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(_describe(exc, self.path)) from None
+            raise
+
+    # -- meta -----------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        self._write(
+            self.conn.execute,
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- runs -------------------------------------------------------------------------
+
+    def start_run(self, sources: Iterable[str], trigger: str, pid: int | None = None) -> int:
+        def insert() -> int:
+            cur = self.conn.execute(
+                "INSERT INTO runs (started_at, sources, trigger, status, pid) VALUES (?, ?, ?, 'running', ?)",
+                (utcnow(), ",".join(sources), trigger, pid),
+            )
+            return int(cur.lastrowid)
+
+        return self._write(insert)
+
+    def finish_run(self, run_id: int, counts: dict[str, int], status: str = "finished", note: str | None = None) -> None:
+        cols = ("fetched", "new", "unchanged", "changed", "missing", "failed", "requests")
+        values = [int(counts.get(c, 0)) for c in cols]
+        self._write(
+            self.conn.execute,
+            f"UPDATE runs SET finished_at = ?, status = ?, note = ?, {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
+            (utcnow(), status, note, *values, run_id),
+        )
+
+    def close_stale_runs(self) -> int:
+        """Mark runs left 'running' by a killed process as interrupted (returns how many)."""
+
+        def update() -> int:
+            cur = self.conn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) WHERE status = 'running'",
+                (utcnow(),),
+            )
+            return cur.rowcount
+
+        return self._write(update)
+
+    def runs(self, limit: int = 20, source: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM runs"
+        params: list[Any] = []
+        if source:
+            sql += " WHERE ',' || sources || ',' LIKE ?"
+            params.append(f"%,{source},%")
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [dict(r) for r in self.db.query(sql, params)]
+
+    # -- fetch log ----------------------------------------------------------------------
+
+    def log_fetches(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        def insert() -> None:
+            self.conn.executemany(
+                "INSERT INTO fetch_log (run_id, source, trial_id, url, status, attempts, elapsed_ms, error, fetched_at)"
+                " VALUES (:run_id, :source, :trial_id, :url, :status, :attempts, :elapsed_ms, :error, :fetched_at)",
+                [
+                    {
+                        "run_id": r.get("run_id"),
+                        "source": r["source"],
+                        "trial_id": r.get("trial_id"),
+                        "url": r["url"],
+                        "status": r.get("status"),
+                        "attempts": r.get("attempts", 1),
+                        "elapsed_ms": r.get("elapsed_ms"),
+                        "error": r.get("error"),
+                        "fetched_at": r.get("fetched_at") or utcnow(),
+                    }
+                    for r in rows
+                ],
+            )
+
+        self._write(insert)
+
+    def prune_fetch_log(self, older_than_days: int) -> int:
+        cutoff = datetime.fromtimestamp(time.time() - older_than_days * 86400, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+
+        def delete() -> int:
+            return self.conn.execute("DELETE FROM fetch_log WHERE fetched_at < ?", (cutoff,)).rowcount
+
+        return self._write(delete)
+
+    # -- trial state --------------------------------------------------------------------
+
+    def load_states(self, source: str, trial_ids: Iterable[str] | None = None, *, with_record: bool = False) -> dict[str, TrialState]:
+        """Current state of the given trials (all of ``source`` when ``trial_ids`` is None)."""
+        cols = "t.trial_id, t.source, t.state, t.snapshot_id, t.content_hash, t.fail_streak, t.alerted_failure"
+        if with_record:
+            cols += ", s.record, s.parser_version"
+        sql = f"SELECT {cols} FROM trials t"
+        if with_record:
+            sql += " LEFT JOIN snapshots s ON s.id = t.snapshot_id"
+        sql += " WHERE t.source = ?"
+        out: dict[str, TrialState] = {}
+        ids = None if trial_ids is None else list(trial_ids)
+        chunks: list[list[str] | None] = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
+        for chunk in chunks:
+            q = sql
+            params: list[Any] = [source]
+            if chunk is not None:
+                if not chunk:
+                    continue
+                q += f" AND t.trial_id IN ({','.join('?' * len(chunk))})"
+                params += chunk
+            for row in self.conn.execute(q, params):
+                state = TrialState(
+                    trial_id=row[0],
+                    source=row[1],
+                    state=row[2],
+                    snapshot_id=row[3],
+                    content_hash=row[4],
+                    fail_streak=row[5],
+                    alerted_failure=bool(row[6]),
+                )
+                if with_record:
+                    state.record = loads(row[7])
+                    state.parser_version = row[8]
+                out[state.trial_id] = state
+        return out
+
+    def load_state(self, trial_id: str, source: str) -> TrialState | None:
+        """One trial's state, with its current record."""
+        return self.load_states(source, [trial_id], with_record=True).get(trial_id)
+
+    def load_snapshot(self, snapshot_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
+        if row is None:
+            return None
+        cols = [d[0] for d in self.conn.execute("SELECT * FROM snapshots LIMIT 0").description]
+        out = dict(zip(cols, row))
+        out["record"] = loads(out["record"])
+        out["raw"] = decompress(out["raw"])
+        return out
+
+    def ensure_trials(self, source: str, trial_ids: Iterable[str]) -> None:
+        """Register watched trials not seen before as 'pending' (cheap no-op for known ones)."""
+        rows = [(t, source) for t in trial_ids]
+        if not rows:
+            return
+
+        def insert() -> None:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO trials (trial_id, source, state) VALUES (?, ?, 'pending')", rows
+            )
+
+        self._write(insert)
+
+    def save_update(self, update: Update, run_id: int | None) -> None:
+        """Write one trial's outcome (snapshot, changes, state) in one transaction."""
+        self._write(self._apply_update, update, run_id)
+
+    def save_updates(self, updates: list[Update], run_id: int | None) -> None:
+        """Several trials' outcomes; each trial's rows are written whole or not at all.
+
+        Unchanged trials are batched (nothing but timestamps moves for them); a
+        trial with a new snapshot or changes gets its own transaction.
+        """
+        light = [u for u in updates if not u.new_snapshot and not u.changes]
+        heavy = [u for u in updates if u.new_snapshot or u.changes]
+        if light:
+            def batch() -> None:
+                for u in light:
+                    self._apply_update(u, run_id)
+
+            self._write(batch)
+        for u in heavy:
+            self.save_update(u, run_id)
+
+    def _apply_update(self, u: Update, run_id: int | None) -> None:
+        now = u.detected_at or utcnow()
+        conn = self.conn
+        if u.outcome == "failed":
+            conn.execute(
+                "INSERT INTO trials (trial_id, source, state, fail_streak, last_error, last_checked)"
+                " VALUES (?, ?, 'pending', 1, ?, ?)"
+                " ON CONFLICT(trial_id, source) DO UPDATE SET fail_streak = fail_streak + 1,"
+                " last_error = excluded.last_error, last_checked = excluded.last_checked",
+                (u.trial_id, u.source, u.error, now),
+            )
+            return
+        snapshot_id = None
+        if u.new_snapshot:
+            assert u.record is not None and u.content_hash is not None
+            cur = conn.execute(
+                "INSERT INTO snapshots (trial_id, source, content_hash, record, raw, raw_format, parser_version,"
+                " fetched_at, registry_date, registry_version, backfilled, run_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    u.trial_id,
+                    u.source,
+                    u.content_hash,
+                    dumps(u.record),
+                    compress(u.raw),
+                    u.raw_format,
+                    u.parser_version,
+                    now,
+                    u.registry_date,
+                    u.registry_version,
+                    int(u.backfilled),
+                    run_id,
+                ),
+            )
+            snapshot_id = cur.lastrowid
+        if u.changes:
+            conn.executemany(
+                "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
+                " significance, kind, detected_at, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        u.trial_id,
+                        u.source,
+                        snapshot_id,
+                        run_id,
+                        c["field"],
+                        dumps(c.get("old")),
+                        dumps(c.get("new")),
+                        None if c.get("added") is None else dumps(c["added"]),
+                        None if c.get("removed") is None else dumps(c["removed"]),
+                        c["significance"],
+                        c.get("kind", "field"),
+                        now,
+                        int(u.backfilled),
+                    )
+                    for c in u.changes
+                ],
+            )
+        if u.outcome == "missing":
+            conn.execute(
+                "INSERT INTO trials (trial_id, source, state, missing_since, last_checked, fail_streak, last_error)"
+                " VALUES (?, ?, 'missing', ?, ?, 0, NULL)"
+                " ON CONFLICT(trial_id, source) DO UPDATE SET state = 'missing',"
+                " missing_since = COALESCE(missing_since, excluded.missing_since),"
+                " last_checked = excluded.last_checked, fail_streak = 0, last_error = NULL",
+                (u.trial_id, u.source, now, now),
+            )
+            return
+        record = u.record or {}
+        title = record.get("public_title") or record.get("scientific_title")
+        status = record.get("recruitment_status")
+        last_updated = record.get("last_updated")
+        if snapshot_id is not None:
+            conn.execute(
+                "INSERT INTO trials (trial_id, source, state, snapshot_id, content_hash, title, recruitment_status,"
+                " last_updated, first_seen, last_seen, last_checked, last_changed, missing_since, fail_streak,"
+                " last_error) VALUES (?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL)"
+                " ON CONFLICT(trial_id, source) DO UPDATE SET state = 'present', snapshot_id = excluded.snapshot_id,"
+                " content_hash = excluded.content_hash, title = excluded.title,"
+                " recruitment_status = excluded.recruitment_status, last_updated = excluded.last_updated,"
+                " first_seen = COALESCE(trials.first_seen, excluded.first_seen), last_seen = excluded.last_seen,"
+                " last_checked = excluded.last_checked,"
+                " last_changed = CASE WHEN ? THEN excluded.last_changed ELSE trials.last_changed END,"
+                " missing_since = NULL, fail_streak = 0, last_error = NULL",
+                (
+                    u.trial_id,
+                    u.source,
+                    snapshot_id,
+                    u.content_hash,
+                    title,
+                    status,
+                    last_updated,
+                    now,
+                    now,
+                    now,
+                    now if u.changes else None,
+                    1 if u.changes else 0,
+                ),
+            )
+        else:
+            conn.execute(
+                "UPDATE trials SET state = 'present', last_seen = ?, last_checked = ?, missing_since = NULL,"
+                " fail_streak = 0, last_error = NULL, last_updated = COALESCE(?, last_updated),"
+                " last_changed = CASE WHEN ? THEN ? ELSE last_changed END"
+                " WHERE trial_id = ? AND source = ?",
+                (now, now, last_updated, 1 if u.changes else 0, now, u.trial_id, u.source),
+            )
+
+    def set_alerted_failure(self, keys: Iterable[tuple[str, str]], value: bool) -> None:
+        rows = [(int(value), t, s) for t, s in keys]
+        if rows:
+            self._write(
+                self.conn.executemany, "UPDATE trials SET alerted_failure = ? WHERE trial_id = ? AND source = ?", rows
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def trials(self, source: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM trials"
+        params: list[Any] = []
+        if source:
+            sql += " WHERE source = ?"
+            params.append(source)
+        sql += " ORDER BY trial_id, source"
+        return [dict(r) for r in self.db.query(sql, params)]
+
+    def changes(
+        self,
+        *,
+        since: str | None = None,
+        trial_id: str | None = None,
+        source: str | None = None,
+        after_id: int | None = None,
+        include_backfilled: bool = True,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored changes, oldest first, with JSON columns decoded."""
+        sql = "SELECT * FROM changes WHERE 1=1"
+        params: list[Any] = []
+        if since:
+            sql += " AND detected_at >= ?"
+            params.append(since)
+        if trial_id:
+            sql += " AND trial_id = ?"
+            params.append(trial_id)
+        if source:
+            sql += " AND source = ?"
+            params.append(source)
+        if after_id is not None:
+            sql += " AND id > ?"
+            params.append(after_id)
+        if not include_backfilled:
+            sql += " AND backfilled = 0"
+        sql += " ORDER BY id"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [decode_change(dict(r)) for r in self.db.query(sql, params)]
+
+    def iter_current_records(self, source: str | None = None) -> Iterator[dict[str, Any]]:
+        """The current record of every present trial (streamed: the mirror can be large)."""
+        sql = (
+            "SELECT s.record FROM trials t JOIN snapshots s ON s.id = t.snapshot_id WHERE t.state = 'present'"
+        )
+        params: list[Any] = []
+        if source:
+            sql += " AND t.source = ?"
+            params.append(source)
+        sql += " ORDER BY t.trial_id, t.source"
+        for (record,) in self.conn.execute(sql, params):
+            yield loads(record)
+
+    def snapshots_of(self, trial_id: str, source: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, trial_id, source, content_hash, fetched_at, registry_date, registry_version, backfilled,"
+            " run_id, parser_version FROM snapshots WHERE trial_id = ?"
+        )
+        params: list[Any] = [trial_id]
+        if source:
+            sql += " AND source = ?"
+            params.append(source)
+        sql += " ORDER BY id"
+        return [dict(r) for r in self.db.query(sql, params)]
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def decode_change(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("old", "new", "added", "removed"):
+        if key in row:
+            row[key] = loads(row[key])
+    if "backfilled" in row:
+        row["backfilled"] = bool(row["backfilled"])
+    return row
+
+
+def _describe(exc: sqlite3.Error, path: Path) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"database {path} is locked by another process (try again when it finishes): {text}"
+    if "full" in text:
+        return f"disk full while writing {path}: nothing was half-written; free space and run again"
+    if "readonly" in text or "read-only" in text:
+        return f"database {path} is read-only: {text}"
+    return f"database error on {path}: {text}"

@@ -1,0 +1,78 @@
+"""Deciding what one trial's refresh writes (pure).
+
+Given what the store knew of a trial and what the registry said this run,
+:func:`plan_update` returns an :class:`~pipeline.store.Update`: whether to take a
+snapshot, which changes to record, and the trial's new state.  No I/O, so every
+case (first sighting, unchanged, changed, missing, reappeared, a page that lost
+most of its fields) is tested on data.
+"""
+
+from __future__ import annotations
+
+from pipeline.diff import content_hash, diff_records, looks_like_parse_failure, missing_change, reappeared_change
+from pipeline.record import Record
+from pipeline.store import TrialState, Update
+
+
+def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str) -> Update:
+    """The registry says it has no such trial."""
+    changes = []
+    if state is not None and state.state == "present":
+        changes = [missing_change()]
+    return Update(trial_id, source, "missing", changes=changes, detected_at=now)
+
+
+def plan_failed(trial_id: str, source: str, error: str, now: str) -> Update:
+    """No usable document this run: an error for the operator, never a change."""
+    return Update(trial_id, source, "failed", error=error, detected_at=now)
+
+
+def plan_found(
+    state: TrialState | None,
+    record: Record,
+    *,
+    old_record: Record | None,
+    raw: bytes | None,
+    raw_format: str | None,
+    parser_version: int,
+    now: str,
+    new_hash: str | None = None,
+) -> Update:
+    """The registry returned a record; compare it with the stored one.
+
+    ``old_record`` is the stored current record (re-read with the current parser
+    where the parser changed); it is only needed when the hashes differ.
+    """
+    trial_id, source = record["trial_id"], record["source"]
+    h = new_hash or content_hash(record)
+    base = dict(
+        trial_id=trial_id,
+        source=source,
+        record=record,
+        content_hash=h,
+        raw=raw,
+        raw_format=raw_format,
+        parser_version=parser_version,
+        detected_at=now,
+    )
+    if state is None or state.snapshot_id is None:
+        return Update(outcome="new", new_snapshot=True, **base)
+    was_missing = state.state == "missing"
+    if h == state.content_hash:
+        if was_missing:
+            return Update(outcome="reappeared", changes=[reappeared_change()], **base)
+        return Update(outcome="unchanged", **{**base, "raw": None})
+    old = old_record or {}
+    if not was_missing and looks_like_parse_failure(old, record):
+        return plan_failed(
+            trial_id,
+            source,
+            "ParseError: the document lost most of the fields the stored record has "
+            "(page layout change or broken page?); not recorded as a change",
+            now,
+        )
+    changes = diff_records(old, record)
+    if was_missing:
+        changes = [reappeared_change(), *changes]
+    outcome = "reappeared" if was_missing else ("changed" if changes else "unchanged")
+    return Update(outcome=outcome, new_snapshot=True, changes=changes, **base)

@@ -1,0 +1,44 @@
+import pytest
+
+from pipeline.errors import InvalidTrialId
+from pipeline.trial_ids import normalize_trial_id, registry_of, sources_for
+
+VALID = [
+    ("NCT04252118", "ClinicalTrials.gov"),
+    ("ChiCTR2100045397", "ChiCTR"),
+    ("ChiCTR-IOR-17013155", "ChiCTR"),
+    ("ISRCTN83971151", "ISRCTN"),
+    ("EUCTR2020-001113-21-FR", "EU-CTR"),
+    ("CTRI/2020/04/024775", "CTRI"),
+    ("IRCT20200225046632N1", "IRCT"),
+    ("DRKS00021208", "DRKS"),
+    ("JPRN-jRCTs031190227", "JPRN"),
+    ("JPRN-UMIN000039926", "JPRN"),
+    ("ACTRN12620000445976", "ANZCTR"),
+    ("KCT0005123", "CRiS"),
+    ("TCTR20200404004", "TCTR"),
+    ("PACTR202004801273802", "PACTR"),
+]
+
+
+@pytest.mark.parametrize("trial_id,registry", VALID)
+def test_valid_ids(trial_id, registry):
+    assert normalize_trial_id(trial_id) == trial_id
+    assert registry_of(trial_id) == registry
+
+
+def test_nct_is_canonicalized_and_watched_on_both_sources():
+    assert normalize_trial_id("  nct04252118 ") == "NCT04252118"
+    assert sources_for("NCT04252118") == ("ctgov", "who")
+    assert sources_for("ChiCTR2100045397") == ("who",)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "NCT123", "NCT042521189", "NCT04252118; DROP TABLE trials", "NCT04252118\x00", "<script>",
+     "FOO12345678", "../../etc/passwd", "NCT04252118&TrialID=x", "ChiCTR-2100045397", 42],
+)
+def test_invalid_ids_are_rejected_with_a_message(bad):
+    with pytest.raises(InvalidTrialId) as info:
+        normalize_trial_id(bad)
+    assert str(info.value)
