@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from pipeline.errors import ParseError
-from pipeline.parse_ctgov import normalize_study, parse_study
+from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_study
 from pipeline.parse_who import parse_trial_page
 from pipeline.record import Record
 
@@ -51,8 +51,15 @@ def reparse_raw(source: str, trial_id: str, raw: bytes | None, raw_format: str |
     if raw is None:
         return None
     try:
+        if source == "ctgov" and raw_format == "history":  # a backfilled history version
+            return normalize_study(parse_history_version(raw)[1])
         if source == "ctgov":
             return normalize_study(parse_study(raw))
+        if source == "who" and raw_format in ("csv", "xml"):  # a row of an ICTRP export file
+            from pipeline.parse_ictrp_export import parse_export_csv, parse_export_xml
+
+            parse = parse_export_csv if raw_format == "csv" else parse_export_xml
+            return next(iter(parse(raw)), None)
         if source == "who" and raw_format == "html":
             return parse_trial_page(raw, trial_id)
     except (ParseError, Exception):  # an old payload the new parser rejects: keep the stored record

@@ -57,7 +57,7 @@ import io
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
@@ -78,7 +78,16 @@ from pipeline.parse_who import (
 )
 from pipeline.record import Record, empty_record
 
-__all__ = ["parse_export_xml", "parse_export_csv", "ExportStats", "FIELD_ALIASES", "record_from_export_row"]
+__all__ = [
+    "parse_export_xml",
+    "parse_export_csv",
+    "ExportStats",
+    "FIELD_ALIASES",
+    "record_from_export_row",
+    "detect_export_format",
+    "export_fields",
+    "iter_export_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -394,3 +403,174 @@ def _iter_csv(reader: csv.DictReader, keys: dict[str, str], stats: ExportStats |
             yield rec
     except csv.Error as exc:
         raise ParseError(f"ICTRP CSV export: unreadable row after data row {position} ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------------
+# Import support: the format of a file, each record with its raw row, the fields a file
+# carries
+# --------------------------------------------------------------------------------------
+
+#: Export concepts whose record field has another name (or more than one field).
+_CONCEPT_FIELDS: dict[str, tuple[str, ...]] = {
+    "trial_id": (),
+    "last_refreshed": ("last_refreshed", "last_updated"),
+    "date_registration_compact": ("date_registration",),
+    "recruitment_status": ("recruitment_status", "recruitment_status_raw"),
+    "target_size": ("target_size", "target_size_raw"),
+    "retrospective_flag": ("prospective_registration",),
+    "results_yes_no": ("results_posted",),
+    "results_summary": ("results_summary", "results_posted"),
+    "results_date_posted": ("results_date_posted", "results_posted"),
+    "ethics_status": ("ethics_review",),
+    "ethics_approval_date": ("ethics_review",),
+    "ethics_contact_name": ("ethics_review",),
+}
+_CONTACT_KEYS = frozenset(
+    prefix + part for _type, prefix in _CONTACT_PREFIXES for part in ("firstname", "lastname", "affiliation")
+)
+
+
+def detect_export_format(data: bytes | str) -> str:
+    """``"xml"`` or ``"csv"``, judged by the content (never by the file name)."""
+    head = data[:4096]
+    if isinstance(head, bytes):
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            head = head.decode("utf-16", "replace")
+        else:
+            head = head.decode("utf-8", "replace")
+    head = head.lstrip("\ufeff \t\r\n")
+    return "xml" if head.startswith("<") else "csv"
+
+
+def export_fields(keys: Iterable[str]) -> frozenset[str]:
+    """The record fields an export with these (normalized) column names can carry.
+
+    Fields outside this set are absent from the file, not empty in the trial: an
+    import keeps what the store knew of them rather than recording their removal.
+    """
+    keys = set(keys)
+    out: set[str] = {"trial_id", "source"}
+    for concept, aliases in FIELD_ALIASES.items():
+        if keys.intersection(aliases):
+            out.update(_CONCEPT_FIELDS.get(concept, (concept,)))
+    if keys & _CONTACT_KEYS:
+        out.add("contacts")
+    return frozenset(out)
+
+
+def iter_export_rows(data: bytes | str, fmt: str | None = None, *, stats: ExportStats | None = None
+                     ) -> Iterator[tuple[Record, bytes, frozenset[str]]]:
+    """Yield ``(record, raw, fields)`` per trial of an export (streamed).
+
+    ``raw`` is the trial's row as a one-trial export file of the same format (header and
+    row for CSV, ``<Trials_downloaded_from_ICTRP><Trial>...`` for XML), so it can be
+    re-read by :func:`parse_export_csv` / :func:`parse_export_xml`; ``fields`` is what
+    :func:`export_fields` says the row can carry.
+    """
+    fmt = fmt or detect_export_format(data)
+    if fmt == "xml":
+        return _iter_xml_rows(data, stats)
+    return _iter_csv_rows(data, stats)
+
+
+def _iter_csv_rows(data: bytes | str, stats: ExportStats | None) -> Iterator[tuple[Record, bytes, frozenset[str]]]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        text = bytes(data).decode("utf-8-sig", errors="replace")
+    else:
+        text = data.lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ParseError("ICTRP CSV export: empty file") from None
+    except csv.Error as exc:
+        raise ParseError(f"ICTRP CSV export: unreadable header ({exc})") from exc
+    keys = [_key(h) for h in header]
+    if not any(k in FIELD_ALIASES["trial_id"] for k in keys):
+        raise ParseError(f"ICTRP CSV export: no TrialID column in header {header[:5]!r}")
+    fields = export_fields(keys)
+    head_line = io.StringIO()
+    csv.writer(head_line, lineterminator="\r\n").writerow(header)
+    head_bytes = head_line.getvalue().encode("utf-8")
+    position = 0
+    try:
+        for values in reader:
+            position += 1
+            if not values:
+                continue
+            row = {k: v for k, v in zip(keys, values)}
+            rec = record_from_export_row(row)
+            if rec is None:
+                _skip(stats, position, "CSV")
+                continue
+            if stats is not None:
+                stats.records += 1
+            line = io.StringIO()
+            csv.writer(line, lineterminator="\r\n").writerow(values)
+            yield rec, head_bytes + line.getvalue().encode("utf-8"), fields
+    except csv.Error as exc:
+        raise ParseError(f"ICTRP CSV export: unreadable row after data row {position} ({exc})") from exc
+
+
+def _iter_xml_rows(data: bytes | str, stats: ExportStats | None) -> Iterator[tuple[Record, bytes, frozenset[str]]]:
+    body = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    _refuse_dtd(body)
+    # The XML leaves out a trial's empty elements, so what the file can carry is the
+    # union of the element names of all its trials (a first, cheap pass).
+    fields = export_fields(_xml_element_names(body))
+    position = 0
+    depth = 0
+    root: ET.Element | None = None
+    try:
+        for event, elem in ET.iterparse(io.BytesIO(body), events=("start", "end")):
+            if event == "start":
+                depth += 1
+                if root is None:
+                    root = elem
+                    if _local(elem.tag) != XML_ROOT:
+                        raise ParseError(f"not an ICTRP XML export: root element <{_local(elem.tag)[:60]}>")
+                continue
+            depth -= 1
+            if depth != 1 or _local(elem.tag) != "Trial":
+                continue
+            position += 1
+            row: dict[str, str] = {}
+            for child in elem:
+                name = _key(_local(child.tag))
+                text = "".join(child.itertext())
+                previous = row.get(name)
+                row[name] = f"{previous};{text}" if previous and previous.strip() else text
+            elem.tail = None
+            raw = b"<" + XML_ROOT.encode() + b">" + ET.tostring(elem, encoding="utf-8", xml_declaration=False) \
+                + b"</" + XML_ROOT.encode() + b">"
+            elem.clear()
+            root.clear()
+            rec = record_from_export_row(row)
+            if rec is None:
+                _skip(stats, position, "XML")
+                continue
+            if stats is not None:
+                stats.records += 1
+            yield rec, raw, fields
+    except ET.ParseError as exc:
+        raise ParseError(f"ICTRP XML export: malformed XML ({exc})") from exc
+    if root is None:
+        raise ParseError("ICTRP XML export: no root element")
+
+
+def _xml_element_names(body: bytes) -> set[str]:
+    names: set[str] = set()
+    depth = 0
+    try:
+        for event, elem in ET.iterparse(io.BytesIO(body), events=("start", "end")):
+            if event == "start":
+                depth += 1
+                if depth == 3:
+                    names.add(_key(_local(elem.tag)))
+            else:
+                depth -= 1
+                if depth == 1:
+                    elem.clear()
+    except ET.ParseError:
+        pass  # reported by the main pass, where it is reached
+    return names

@@ -61,6 +61,10 @@ class RefreshResult:
             text += f", deferred to next run {c['deferred']}"
         if c["changes"]:
             text += f" ({c['changes']} field changes)"
+        queries = [f"{c[k]} {k[8:]}" for k in ("queries_loaded", "queries_synced", "queries_skipped",
+                                               "queries_swept", "queries_incomplete", "queries_failed") if c[k]]
+        if queries:
+            text += "; queries: " + ", ".join(queries)
         if self.interrupted:
             text += " [interrupted]"
         return text
@@ -84,8 +88,14 @@ def refresh(
     http: httpx.Client | None = None,
     backoff_base: float = 1.0,
     extra_ids: dict[str, list[str]] | None = None,
+    full_sweep: bool = False,
 ) -> RefreshResult:
-    """Refresh the watched trials of the chosen sources and record what changed."""
+    """Refresh the watched trials of the chosen sources and record what changed.
+
+    For ``ctgov`` this also brings the query watches (``[[watch.queries]]``) up to
+    date (:func:`pipeline.mirror.refresh_queries`; ``full_sweep`` forces their sweep
+    of IDs) unless ``trial_ids`` narrows the run to some trials.
+    """
     stop = should_stop or (lambda: False)
     chosen = [s for s in (sources or config.enabled_sources()) if config.sources[s].enabled]
     store.close_stale_runs()
@@ -115,7 +125,8 @@ def refresh(
                 ids = [t for t in trial_ids if source in sources_for(t)]
             else:
                 ids = watched_ids(config, source, (extra_ids or {}).get(source, ()))
-            if not ids:
+            run_queries = source == "ctgov" and trial_ids is None and bool(config.queries)
+            if not ids and not run_queries:
                 continue
             client = RegistryClient(
                 cfg,
@@ -124,9 +135,20 @@ def refresh(
                 deadline=time.monotonic() + cfg.run_budget,
                 backoff_base=backoff_base,
             )
-            counts = _refresh_source(
-                store, client, source, ids, run_id, result, progress=progress, stop=stop, flush_log=flush_log
-            )
+            counts = Counter()
+            if ids:
+                counts = _refresh_source(
+                    store, client, source, ids, run_id, result, progress=progress, stop=stop, flush_log=flush_log
+                )
+            if run_queries and not stop():
+                from pipeline.mirror import refresh_queries
+
+                counts.update(
+                    refresh_queries(
+                        config, store, client, run_id, result,
+                        progress=progress, stop=stop, flush_log=flush_log, full_sweep=full_sweep,
+                    )
+                )
             counts["requests"] = client.requests
             result.by_source[source] = counts
             result.counts.update(counts)

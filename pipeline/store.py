@@ -34,6 +34,17 @@ from pipeline.errors import StoreError
 
 SCHEMA_VERSION = 1
 
+#: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
+_SEARCH_INSERT = """
+    INSERT INTO search_fts (rowid, trial_id, source, title, conditions, interventions)
+    SELECT s.id, s.trial_id, s.source,
+        coalesce(json_extract(s.record, '$.public_title'), '') || char(10)
+            || coalesce(json_extract(s.record, '$.scientific_title'), '') || char(10)
+            || coalesce(json_extract(s.record, '$.acronym'), ''),
+        (SELECT group_concat(value, char(10)) FROM json_each(s.record, '$.conditions')),
+        (SELECT group_concat(value, char(10)) FROM json_each(s.record, '$.interventions'))
+    FROM snapshots s WHERE s.id = {snapshot}"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
     trial_id TEXT NOT NULL,
@@ -127,6 +138,58 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
 );
+""" + """
+-- The mirror (query watches), history backfill and full-text search.
+
+CREATE TABLE IF NOT EXISTS query_watches (
+    name TEXT PRIMARY KEY,                        -- watch.queries[].name
+    params TEXT NOT NULL,                         -- JSON of the /studies parameters it stands for
+    loaded_at TEXT,                               -- first complete load (UTC); NULL = load again
+    sync_date TEXT,                               -- registry date (YYYY-MM-DD) the last complete sync covered
+    data_timestamp TEXT,                          -- /version dataTimestamp seen by the last complete sync
+    last_sync TEXT,                               -- UTC time of the last complete sync
+    last_full_sweep TEXT,                         -- UTC time of the last complete sweep of IDs
+    members INTEGER NOT NULL DEFAULT 0            -- trials matching at the last sync
+);
+
+CREATE TABLE IF NOT EXISTS query_members (
+    query TEXT NOT NULL,
+    trial_id TEXT NOT NULL,                       -- an NCT ID (query watches are ClinicalTrials.gov only)
+    state TEXT NOT NULL DEFAULT 'member',         -- member | left (no longer matches) | missing
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    PRIMARY KEY (query, trial_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS query_members_trial ON query_members (trial_id);
+
+CREATE TABLE IF NOT EXISTS backfills (
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    versions INTEGER NOT NULL,                    -- registry versions stored
+    done_at TEXT NOT NULL,
+    PRIMARY KEY (trial_id, source)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_registry_version
+    ON snapshots (trial_id, source, registry_version) WHERE backfilled = 1;
+
+-- Full-text index of each trial's current snapshot; rowid = snapshot id.  Kept in step
+-- with trials.snapshot_id by the triggers below, whoever writes the trials row.
+CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
+    trial_id UNINDEXED, source UNINDEXED, title, conditions, interventions,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS trials_search_insert AFTER INSERT ON trials
+WHEN NEW.snapshot_id IS NOT NULL BEGIN
+""" + _SEARCH_INSERT.format(snapshot="NEW.snapshot_id") + """;
+END;
+CREATE TRIGGER IF NOT EXISTS trials_search_update AFTER UPDATE OF snapshot_id ON trials
+WHEN NEW.snapshot_id IS NOT OLD.snapshot_id BEGIN
+    DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
+""" + _SEARCH_INSERT.format(snapshot="NEW.snapshot_id") + """;
+END;
+CREATE TRIGGER IF NOT EXISTS trials_search_delete AFTER DELETE ON trials BEGIN
+    DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
+END;
 """
 
 
@@ -610,6 +673,296 @@ class Store:
 
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- the mirror: batched saves, query watches ------------------------------------------
+
+    def save_updates_batch(
+        self,
+        updates: list[Update],
+        run_id: int | None,
+        *,
+        query: str | None = None,
+        members: Iterable[str] = (),
+        member_state: str = "member",
+    ) -> None:
+        """Several trials' outcomes in ONE transaction (a page of a query watch).
+
+        Every trial is still written whole or not at all (the batch is); with
+        ``query``, the ``members`` are recorded as matching it in the same transaction.
+        """
+        member_rows = list(members)
+
+        def batch() -> None:
+            for u in updates:
+                self._apply_update(u, run_id)
+            if query is not None and member_rows:
+                self._upsert_members(query, member_rows, member_state)
+
+        self._write(batch)
+
+    def _upsert_members(self, query: str, trial_ids: list[str], state: str) -> None:
+        now = utcnow()
+        self.conn.executemany(
+            "INSERT INTO query_members (query, trial_id, state, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(query, trial_id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen",
+            [(query, t, state, now, now) for t in trial_ids],
+        )
+
+    def set_query_members(self, query: str, trial_ids: Iterable[str], state: str) -> None:
+        """Record ``trial_ids`` as members of ``query`` in ``state`` (member | left | missing)."""
+        rows = list(trial_ids)
+        if rows:
+            self._write(self._upsert_members, query, rows, state)
+
+    def query_members(self, query: str, state: str | None = "member") -> set[str]:
+        """Trial IDs of ``query`` in ``state`` (all when None)."""
+        sql = "SELECT trial_id FROM query_members WHERE query = ?"
+        params: list[Any] = [query]
+        if state is not None:
+            sql += " AND state = ?"
+            params.append(state)
+        return {row[0] for row in self.conn.execute(sql, params)}
+
+    def query_watch(self, name: str) -> dict[str, Any] | None:
+        """The stored sync state of one query watch."""
+        row = self.conn.execute("SELECT * FROM query_watches WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        cols = [d[0] for d in self.conn.execute("SELECT * FROM query_watches LIMIT 0").description]
+        return dict(zip(cols, row))
+
+    def query_watches(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.query("SELECT * FROM query_watches ORDER BY name")]
+
+    def save_query_watch(self, name: str, params: str, **values: Any) -> None:
+        """Create or update a query watch's sync state (only the given columns move)."""
+        allowed = {"loaded_at", "sync_date", "data_timestamp", "last_sync", "last_full_sweep", "members"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"unknown query_watches columns: {sorted(unknown)}")
+
+        def upsert() -> None:
+            self.conn.execute(
+                "INSERT INTO query_watches (name, params) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, params)
+            )
+            sets = ["params = ?"] + [f"{k} = ?" for k in values]
+            self.conn.execute(
+                f"UPDATE query_watches SET {', '.join(sets)} WHERE name = ?", (params, *values.values(), name)
+            )
+            if "members" not in values:
+                self.conn.execute(
+                    "UPDATE query_watches SET members = (SELECT count(*) FROM query_members"
+                    " WHERE query = ? AND state = 'member') WHERE name = ?",
+                    (name, name),
+                )
+
+        self._write(upsert)
+
+    # -- history backfill ----------------------------------------------------------------------
+
+    def backfilled_versions(self, trial_id: str, source: str) -> dict[int, int]:
+        """Registry version -> snapshot id of the versions already backfilled."""
+        return {
+            row[0]: row[1]
+            for row in self.conn.execute(
+                "SELECT registry_version, id FROM snapshots WHERE trial_id = ? AND source = ? AND backfilled = 1",
+                (trial_id, source),
+            )
+        }
+
+    def save_backfilled_version(
+        self,
+        trial_id: str,
+        source: str,
+        *,
+        record: dict[str, Any],
+        content_hash: str,
+        raw: bytes | None,
+        raw_format: str,
+        parser_version: int,
+        registry_version: int,
+        registry_date: str | None,
+        changes: list[dict[str, Any]],
+        detected_at: str,
+        run_id: int | None,
+    ) -> int | None:
+        """One registry version as a snapshot, with the changes it made (one transaction).
+
+        The snapshot and its changes are marked ``backfilled``; the trial's current
+        snapshot is not touched (see :meth:`adopt_backfilled`).  Returns the snapshot id,
+        or None when that version was stored before (idempotent).
+        """
+
+        def insert() -> int | None:
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO snapshots (trial_id, source, content_hash, record, raw, raw_format,"
+                " parser_version, fetched_at, registry_date, registry_version, backfilled, run_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                (
+                    trial_id,
+                    source,
+                    content_hash,
+                    dumps(record),
+                    compress(raw),
+                    raw_format,
+                    parser_version,
+                    utcnow(),
+                    registry_date,
+                    registry_version,
+                    run_id,
+                ),
+            )
+            if cur.rowcount == 0:
+                return None
+            snapshot_id = int(cur.lastrowid)
+            self.conn.executemany(
+                "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
+                " significance, kind, detected_at, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [
+                    (
+                        trial_id,
+                        source,
+                        snapshot_id,
+                        run_id,
+                        c["field"],
+                        dumps(c.get("old")),
+                        dumps(c.get("new")),
+                        None if c.get("added") is None else dumps(c["added"]),
+                        None if c.get("removed") is None else dumps(c["removed"]),
+                        c["significance"],
+                        c.get("kind", "field"),
+                        detected_at,
+                    )
+                    for c in changes
+                ],
+            )
+            return snapshot_id
+
+        return self._write(insert)
+
+    def finish_backfill(self, trial_id: str, source: str, versions: int) -> bool:
+        """Record a finished backfill; adopt the latest version as current if there is none.
+
+        A trial with a live current snapshot keeps it (the live record stays current).
+        A trial never fetched live gets its newest backfilled version as current, so the
+        next live refresh diffs against it.  Returns True when the version was adopted.
+        """
+
+        def update() -> bool:
+            row = self.conn.execute(
+                "SELECT id, content_hash, record FROM snapshots WHERE trial_id = ? AND source = ? AND backfilled = 1"
+                " ORDER BY registry_version DESC LIMIT 1",
+                (trial_id, source),
+            ).fetchone()
+            adopted = False
+            current = self.conn.execute(
+                "SELECT snapshot_id FROM trials WHERE trial_id = ? AND source = ?", (trial_id, source)
+            ).fetchone()
+            if row is not None and (current is None or current[0] is None):
+                record = loads(row[2]) or {}
+                now = utcnow()
+                self.conn.execute(
+                    "INSERT INTO trials (trial_id, source, state, snapshot_id, content_hash, title, recruitment_status,"
+                    " last_updated, first_seen, last_seen, last_checked, fail_streak)"
+                    " VALUES (?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+                    " ON CONFLICT(trial_id, source) DO UPDATE SET state = 'present', snapshot_id = excluded.snapshot_id,"
+                    " content_hash = excluded.content_hash, title = excluded.title,"
+                    " recruitment_status = excluded.recruitment_status, last_updated = excluded.last_updated,"
+                    " first_seen = COALESCE(trials.first_seen, excluded.first_seen), last_seen = excluded.last_seen,"
+                    " last_checked = excluded.last_checked, fail_streak = 0, last_error = NULL",
+                    (
+                        trial_id,
+                        source,
+                        row[0],
+                        row[1],
+                        record.get("public_title") or record.get("scientific_title"),
+                        record.get("recruitment_status"),
+                        record.get("last_updated"),
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+                adopted = True
+            self.conn.execute(
+                "INSERT INTO backfills (trial_id, source, versions, done_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(trial_id, source) DO UPDATE SET versions = excluded.versions, done_at = excluded.done_at",
+                (trial_id, source, versions, utcnow()),
+            )
+            return adopted
+
+        return self._write(update)
+
+    def backfilled_trials(self, source: str = "ctgov") -> set[str]:
+        """Trials whose history was backfilled."""
+        return {r[0] for r in self.conn.execute("SELECT trial_id FROM backfills WHERE source = ?", (source,))}
+
+    # -- full-text search and export ---------------------------------------------------------------
+
+    SEARCH_INDEX_VERSION = "1"
+
+    def ensure_search_index(self) -> bool:
+        """Index snapshots written before the search index existed (once); True if rebuilt."""
+        if self.get_meta("search_index") == self.SEARCH_INDEX_VERSION:
+            return False
+        self.rebuild_search_index()
+        return True
+
+    def rebuild_search_index(self) -> None:
+        """Re-index every trial's current snapshot from scratch."""
+
+        def rebuild() -> None:
+            self.conn.execute("DELETE FROM search_fts")
+            self.conn.execute(
+                _SEARCH_INSERT.format(snapshot="s.id").replace(
+                    "FROM snapshots s WHERE s.id = s.id",
+                    "FROM trials t JOIN snapshots s ON s.id = t.snapshot_id",
+                )
+            )
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('search_index', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (self.SEARCH_INDEX_VERSION,),
+            )
+
+        self._write(rebuild)
+
+    def search(self, match: str, *, limit: int = 20, source: str | None = None) -> list[dict[str, Any]]:
+        """Trials whose current title, conditions or interventions match an FTS5 expression.
+
+        Best match first (bm25, titles weighted above conditions and interventions).
+        """
+        sql = (
+            "SELECT f.trial_id, f.source, t.state, t.recruitment_status, t.title,"
+            " snippet(search_fts, -1, '[', ']', '...', 12) AS snippet,"
+            " bm25(search_fts, 0, 0, 3.0, 2.0, 1.0) AS score"
+            " FROM search_fts f JOIN trials t ON t.snapshot_id = f.rowid"
+            " WHERE search_fts MATCH ?"
+        )
+        params: list[Any] = [match]
+        if source:
+            sql += " AND f.source = ?"
+            params.append(source)
+        sql += " ORDER BY score LIMIT ?"
+        params.append(limit)
+        try:
+            return [dict(r) for r in self.db.query(sql, params)]
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"bad search expression {match!r}: {exc}") from None
+
+    def iter_current_json(self, source: str | None = None, *, include_missing: bool = False) -> Iterator[str]:
+        """The current record of each trial as stored JSON text (streamed, by trial ID)."""
+        sql = "SELECT s.record FROM trials t JOIN snapshots s ON s.id = t.snapshot_id"
+        sql += " WHERE t.state IN ('present', 'missing')" if include_missing else " WHERE t.state = 'present'"
+        params: list[Any] = []
+        if source:
+            sql += " AND t.source = ?"
+            params.append(source)
+        sql += " ORDER BY t.trial_id, t.source"
+        cur = self.conn.cursor()
+        cur.arraysize = 500
+        for (record,) in cur.execute(sql, params):
+            yield record
 
 
 def decode_change(row: dict[str, Any]) -> dict[str, Any]:

@@ -72,8 +72,9 @@ def register(cli: click.Group) -> None:
 @click.option("--trial", "trials", multiple=True, callback=trial_id_arg, help="Only this watched trial (repeatable).")
 @click.option("--wait/--no-wait", default=False, help="If another refresh is running: wait for it, or exit 3 (default).")
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
+@click.option("--full-sweep", is_flag=True, help="Also sweep every query watch's IDs now (finds deleted records).")
 @click.pass_obj
-def refresh_cmd(app, sources, trials, wait, progress):
+def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     """Fetch every watched trial and record what changed.
 
     Exits 0 when every trial was fetched or found missing, 1 when the run finished
@@ -107,6 +108,7 @@ def refresh_cmd(app, sources, trials, wait, progress):
                 trial_ids=list(trials) or None,
                 progress=show,
                 should_stop=stop,
+                full_sweep=full_sweep,
             )
     if show:
         show.close()

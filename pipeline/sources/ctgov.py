@@ -5,15 +5,23 @@ a watchlist of 500 trials costs a handful of requests, not 500.  Pages are follo
 with ``pageToken`` (every other parameter unchanged).  When every page of a batch
 arrived, a requested ID the registry did not return is *missing*: a change users
 must see.  When a page failed, the IDs not yet returned are *failed*, never missing.
+
+Query watches (:mod:`pipeline.mirror`) use :func:`fetch_query_pages` (a whole search,
+page by page, or only what changed since a date with :func:`incremental_params`) and
+:func:`fetch_data_timestamp`; history backfill (:mod:`pipeline.backfill`) uses
+:func:`fetch_history_index` and :func:`fetch_history_version`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Iterator
+
+import orjson
 
 from pipeline.errors import FetchError, ParseError
 from pipeline.http_client import RegistryClient
-from pipeline.parse_ctgov import parse_studies_page
+from pipeline.parse_ctgov import parse_history_index, parse_history_version, parse_studies_page
 from pipeline.sources import Fetched
 
 SOURCE = "ctgov"
@@ -75,3 +83,112 @@ def _fetch_batch(client: RegistryClient, batch: list[str]) -> Iterator[Fetched]:
     for trial_id in batch:
         if trial_id not in seen:
             yield Fetched(trial_id, SOURCE, "missing")
+
+
+# --------------------------------------------------------------------------------------
+# Query watches: whole result sets, incremental windows, ID sweeps, the data timestamp
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudiesPage:
+    """One ``/studies`` page as it arrived: its studies, the total (first page), its size."""
+
+    studies: list[dict]
+    total: int | None
+    nbytes: int
+
+
+def incremental_params(params: dict[str, str], since: str) -> dict[str, str]:
+    """``params`` restricted to studies whose LastUpdatePostDate is on or after ``since``."""
+    out = dict(params)
+    window = f"AREA[LastUpdatePostDate]RANGE[{since},MAX]"
+    existing = out.get("filter.advanced")
+    out["filter.advanced"] = f"({existing}) AND {window}" if existing else window
+    return out
+
+
+def fetch_query_pages(
+    client: RegistryClient,
+    params: dict[str, str],
+    *,
+    fields: str | None = None,
+    count_total: bool = True,
+    max_pages: int = 100_000,
+) -> Iterator[StudiesPage]:
+    """Yield the pages of a ``/studies`` search as they arrive (``pageToken`` paging).
+
+    Nothing is accumulated: the caller processes a page and lets it go, so memory
+    stays flat however many studies match.  A page that cannot be fetched or read
+    raises FetchError / ParseError (the caller decides what an incomplete sync means).
+    """
+    url = client.source.base_url + "/studies"
+    base = dict(params)
+    base["pageSize"] = str(min(client.source.page_size, 1000))
+    base["format"] = "json"
+    if fields:
+        base["fields"] = fields
+    if count_total:
+        base["countTotal"] = "true"
+    token: str | None = None
+    for _ in range(max_pages):
+        page_params = dict(base)
+        if token:
+            page_params["pageToken"] = token
+        response = client.get(url, page_params)
+        if response.status == 404:
+            raise FetchError(f"HTTP 404 from {response.url} (is sources.ctgov.base_url right?)", url=response.url, status=404)
+        studies, token, total = parse_studies_page(response.body)
+        yield StudiesPage(studies, total, len(response.body))
+        if not token:
+            return
+    raise FetchError(f"more than {max_pages} pages from {url}: giving up", url=url)
+
+
+def fetch_data_timestamp(client: RegistryClient) -> str | None:
+    """``dataTimestamp`` of ``GET /version``: it moves only when the registry's data did."""
+    response = client.get(client.source.base_url + "/version")
+    if response.status != 200:
+        raise FetchError(f"HTTP {response.status} from {response.url}", url=response.url, status=response.status)
+    try:
+        data = orjson.loads(response.body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"ClinicalTrials.gov /version: invalid JSON ({exc})") from None
+    value = data.get("dataTimestamp") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+# --------------------------------------------------------------------------------------
+# Record history (undocumented /api/int endpoints, see shared/REGISTRIES.md)
+# --------------------------------------------------------------------------------------
+
+
+def internal_api_url(base_url: str) -> str:
+    """``.../api/v2`` -> ``.../api/int`` (the history endpoints live beside API v2)."""
+    base = base_url.rstrip("/")
+    if base.endswith("/api/v2"):
+        return base[: -len("/v2")] + "/int"
+    if base.endswith("/v2"):
+        return base[: -len("/v2")] + "/int"
+    return base + "/../int"
+
+
+def fetch_history_index(client: RegistryClient, trial_id: str) -> list[dict] | None:
+    """The versions of a study (``?history=true``); None when the registry has no such study."""
+    url = f"{internal_api_url(client.source.base_url)}/studies/{trial_id}"
+    response = client.get(url, {"history": "true"}, trial_id=trial_id)
+    if response.status == 404:
+        return None
+    return parse_history_index(response.body)
+
+
+def fetch_history_version(client: RegistryClient, trial_id: str, version: int) -> tuple[dict, bytes] | None:
+    """The study as it stood at ``version`` (entities unescaped) and the raw body."""
+    url = f"{internal_api_url(client.source.base_url)}/studies/{trial_id}/history/{version}"
+    response = client.get(url, trial_id=trial_id)
+    if response.status == 404:
+        return None
+    got, study = parse_history_version(response.body)
+    if got != version:
+        raise ParseError(f"asked {trial_id} version {version}, got version {got}")
+    return study, response.body

@@ -1,0 +1,135 @@
+"""``trialwatch import-ictrp FILE``: WHO ICTRP export files into the store.
+
+An export (the portal's XML or CSV, or WHO's weekly COVID-19 CSV; the format is
+judged by the content) goes into the same snapshots and change log as the
+``Trial2.aspx`` pages (source ``who``): each trial is normalized, compared with its
+stored snapshot and written in its own transaction, its row kept as the raw payload
+(``raw_format`` ``csv`` or ``xml``, a one-trial export file a better parser can re-read).
+Importing one week's file and then the next records the real changes between them.
+
+What an import is not:
+
+* Not a statement about trials it does not list.  An export is a search result (a
+  query, a date range, a topic), not the registry: a trial absent from a later file
+  is NOT recorded as missing.  Only a page fetch that the portal answers with its
+  not-found page makes a WHO trial missing.
+* Not a source of changes for fields the file cannot carry.  The COVID-19 CSVs have
+  no secondary outcomes, funding or ethics review, for example; such fields keep the
+  stored values (from a page fetched before) instead of showing as removed.  See
+  :func:`pipeline.parse_ictrp_export.export_fields`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from pipeline.diff import IDENTITY_FIELDS, content_hash
+from pipeline.errors import InvalidTrialId
+from pipeline.normalize import PARSER_VERSION
+from pipeline.parse_ictrp_export import ExportStats, detect_export_format, iter_export_rows
+from pipeline.store import Store, utcnow
+from pipeline.trial_ids import normalize_trial_id
+from pipeline.update import plan_found
+
+SOURCE = "who"
+
+
+@dataclass
+class ImportResult:
+    """What an import did: counts per outcome, the rows it could not take, its run."""
+
+    run_id: int
+    format: str
+    counts: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stats: ExportStats = field(default_factory=ExportStats)
+
+    def summary(self) -> str:
+        c = self.counts
+        text = (
+            f"{self.format.upper()} export: {c['rows']} trials, new {c['new']}, unchanged {c['unchanged']}, "
+            f"changed {c['changed']} ({c['changes']} field changes)"
+        )
+        if c["duplicates"]:
+            text += f", duplicate rows skipped {c['duplicates']}"
+        if self.stats.skipped:
+            text += f", rows without a TrialID skipped {self.stats.skipped}"
+        if c["failed"]:
+            text += f", failed {c['failed']}"
+        return text
+
+
+def carry_over(record: dict, old: dict | None, fields: frozenset[str]) -> dict:
+    """``record`` with the fields the export cannot carry taken from ``old``."""
+    if not old:
+        return record
+    out = dict(record)
+    for key, value in old.items():
+        if key not in fields and key not in IDENTITY_FIELDS:
+            out[key] = value
+    return out
+
+
+def import_export(
+    store: Store,
+    data: bytes,
+    *,
+    trigger: str = "import",
+    note: str | None = None,
+) -> ImportResult:
+    """Import an export's bytes; one transaction per trial, one ``runs`` row for the file."""
+    fmt = detect_export_format(data)
+    run_id = store.start_run([SOURCE], trigger)
+    result = ImportResult(run_id=run_id, format=fmt)
+    counts = result.counts
+    parser_version = PARSER_VERSION[SOURCE]
+    seen: set[str] = set()
+    status = "failed"
+    try:
+        for record, raw, fields in iter_export_rows(data, fmt, stats=result.stats):
+            counts["rows"] += 1
+            try:
+                trial_id = normalize_trial_id(record["trial_id"])
+            except InvalidTrialId as exc:
+                counts["failed"] += 1
+                result.failures.append((str(record["trial_id"]), f"not a trial ID trialwatch knows: {exc}"))
+                continue
+            if trial_id in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(trial_id)
+            record["trial_id"] = trial_id
+            state = store.load_state(trial_id, SOURCE)
+            old = state.record if state is not None else None
+            record = carry_over(record, old, fields)
+            update = plan_found(
+                state,
+                record,
+                old_record=old,
+                raw=raw,
+                raw_format=fmt,
+                parser_version=parser_version,
+                now=utcnow(),
+                new_hash=content_hash(record),
+            )
+            if update.outcome == "unchanged":
+                update.raw = None
+            store.save_update(update, run_id)
+            counts[update.outcome] += 1
+            counts["fetched"] += update.outcome != "failed"
+            if update.outcome == "failed":
+                result.failures.append((trial_id, update.error or ""))
+            counts["changes"] += sum(1 for c in update.changes if c.get("kind") == "field")
+        status = "finished"
+    finally:
+        run_counts = {k: counts[k] for k in ("fetched", "new", "unchanged", "changed", "failed")}
+        store.finish_run(run_id, run_counts, status=status, note=note)
+    return result
+
+
+def import_export_file(store: Store, path: str | Path, **kwargs) -> ImportResult:
+    """Read ``path`` and import it (see :func:`import_export`)."""
+    path = Path(path)
+    data = path.read_bytes()
+    return import_export(store, data, note=kwargs.pop("note", f"import-ictrp {path.name}"), **kwargs)

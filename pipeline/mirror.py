@@ -1,0 +1,368 @@
+"""Query watches: keep a mirror of every ClinicalTrials.gov study matching a search current.
+
+A query watch (``[[watch.queries]]`` in the config) stands for a ``/studies`` search
+(``query.cond``, ``query.term``, ``query.intr``, ``query.spons``,
+``filter.overallStatus``).  :func:`refresh_queries` is called by
+:func:`pipeline.refresh.refresh` for the ``ctgov`` source, so the CLI and the daemon
+both keep query watches current:
+
+* **First load**: every match, ``pageSize=1000`` pages followed with ``pageToken``.
+  Each page is normalized, diffed and written (one transaction per page) as it
+  arrives and then let go, so memory stays flat however many studies match.
+* **Later runs** ask only for studies updated since the last sync:
+  ``filter.advanced=AREA[LastUpdatePostDate]RANGE[<sync date - 2 days>,MAX]``.  The
+  sync date is the registry's own date (``/version``'s ``dataTimestamp`` read before
+  the sync), never our clock, and windows overlap by two days since the registry's
+  dates have no time of day.  A status filter is left out of incremental requests and
+  applied here, so a watched trial that stops matching (RECRUITING -> COMPLETED) is
+  still seen, its change recorded, and its membership marked ``left``.
+* **Nothing moved**: when ``dataTimestamp`` equals the one of the last complete sync,
+  the query costs no ``/studies`` request at all (one ``/version`` request per run).
+* **Full sweep** every ``sources.ctgov.full_sweep_days`` days (and on demand,
+  ``trialwatch refresh --full-sweep``): the query's IDs are listed with
+  ``fields=NCTId`` (a few bytes per study).  A member not listed is confirmed with
+  ``filter.ids``: not returned -> one ``missing`` change; returned -> it left the query
+  (its changes are recorded).  Listed IDs we do not hold are fetched.  An incremental
+  query never shows a deletion; only this does.
+* A sync that fails part way (a page that cannot be fetched, the run budget spent,
+  the run stopped) is not recorded as done: the next run repeats the window (or the
+  first load), and what was already stored makes that cheap.
+
+Query-watched trials are ClinicalTrials.gov only; which trials each query holds is the
+``query_members`` table.  With ``backfill = true`` every member's history is loaded
+once (:mod:`pipeline.backfill`), as far as the run budget allows per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import orjson
+
+from pipeline.config import Config, QueryWatch
+from pipeline.errors import FetchError, ParseError
+from pipeline.http_client import RegistryClient
+from pipeline.normalize import PARSER_VERSION
+from pipeline.sources import Fetched, ctgov
+from pipeline.store import Store, Update, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.refresh import RefreshResult
+
+log = logging.getLogger(__name__)
+
+SOURCE = "ctgov"
+#: Days the incremental windows overlap (registry dates have no time of day).
+OVERLAP_DAYS = 2
+#: The only field a sweep asks for.
+SWEEP_FIELDS = "NCTId"
+#: Trials written per transaction outside query pages (sweep confirmations).
+BATCH = 500
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+class SyncIncomplete(Exception):
+    """A query sync stopped part way (stop requested or run budget spent)."""
+
+
+def query_key(query: QueryWatch) -> str:
+    """The canonical form of a query's parameters (a changed query is loaded afresh)."""
+    return orjson.dumps(query.params(), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def window_start(sync_date: str, overlap_days: int = OVERLAP_DAYS) -> str:
+    """First day of the incremental window after a sync that covered ``sync_date``."""
+    return (date.fromisoformat(sync_date[:10]) - timedelta(days=overlap_days)).isoformat()
+
+
+def sweep_due(state: dict | None, full_sweep_days: int, now: datetime | None = None) -> bool:
+    """True when the query's last complete ID sweep is older than ``full_sweep_days``."""
+    if state is None or not state.get("last_full_sweep"):
+        return True
+    now = now or datetime.now(timezone.utc)
+    last = datetime.strptime(state["last_full_sweep"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return now - last >= timedelta(days=full_sweep_days)
+
+
+def study_status(study: dict) -> str | None:
+    status = ((study.get("protocolSection") or {}).get("statusModule") or {}).get("overallStatus")
+    return status if isinstance(status, str) else None
+
+
+class QuerySync:
+    """One query watch's sync within a run (state for one call of :meth:`run`)."""
+
+    def __init__(
+        self,
+        query: QueryWatch,
+        store: Store,
+        client: RegistryClient,
+        run_id: int,
+        result: "RefreshResult",
+        *,
+        progress: ProgressFn | None,
+        stop: Callable[[], bool],
+        flush_log: Callable[[], None],
+    ):
+        self.query = query
+        self.store = store
+        self.client = client
+        self.run_id = run_id
+        self.result = result
+        self.progress = progress
+        self.stop = stop
+        self.flush_log = flush_log
+        self.counts: Counter = Counter()
+        self.parser_version = PARSER_VERSION[SOURCE]
+        self.label = f"query {query.name}"
+        self.status_filter = frozenset(query.status)
+
+    # -- one run --------------------------------------------------------------------
+
+    def run(self, data_timestamp: str | None, *, full_sweep: bool = False) -> Counter:
+        q, store = self.query, self.store
+        key = query_key(q)
+        state = store.query_watch(q.name)
+        fresh = state is None or state["params"] != key or not state["loaded_at"]
+        sweep = full_sweep or fresh or sweep_due(state, self.client.source.full_sweep_days)
+        if not fresh and not sweep and data_timestamp and state.get("data_timestamp") == data_timestamp:
+            self.counts["queries_skipped"] += 1
+            log.info("query %s: registry data unchanged since %s, nothing to fetch", q.name, data_timestamp)
+            return self.counts
+        sync_date = (data_timestamp or utcnow())[:10]
+        members = store.query_members(q.name, "member")
+        now = utcnow()
+        if fresh:
+            seen = self._load(q.params(), members, incremental=False)
+            self._reconcile(members - seen, set())
+            store.save_query_watch(
+                q.name, key, loaded_at=now, sync_date=sync_date, data_timestamp=data_timestamp,
+                last_sync=now, last_full_sweep=now,
+            )
+            self.counts["queries_loaded"] += 1
+            return self.counts
+        params = {k: v for k, v in q.params().items() if k != "filter.overallStatus"}
+        self._load(ctgov.incremental_params(params, window_start(state["sync_date"])), members, incremental=True)
+        values = dict(sync_date=sync_date, data_timestamp=data_timestamp, last_sync=now)
+        if sweep:
+            self._sweep()
+            values["last_full_sweep"] = now
+            self.counts["queries_swept"] += 1
+        store.save_query_watch(q.name, key, **values)
+        self.counts["queries_synced"] += 1
+        return self.counts
+
+    # -- loading pages ------------------------------------------------------------
+
+    def _check_budget(self) -> None:
+        if self.stop():
+            self.result.interrupted = True
+            raise SyncIncomplete("stopped")
+        deadline = self.client.deadline
+        if deadline is not None and time.monotonic() > deadline:
+            raise SyncIncomplete("run budget spent (sources.ctgov.run_budget)")
+
+    def _load(self, params: dict[str, str], members: set[str], *, incremental: bool) -> set[str]:
+        """Process every study of a search, page by page; returns the IDs seen."""
+        seen: set[str] = set()
+        done = 0
+        total = 0
+        for page in ctgov.fetch_query_pages(self.client, params):
+            if page.total is not None:
+                total = page.total
+            self.counts["bytes"] += page.nbytes
+            matching: list[str] = []
+            left: list[str] = []
+            items: list[tuple[str, dict]] = []
+            for study in page.studies:
+                ids = ctgov.study_nct_ids(study)
+                if not ids:
+                    self.counts["failed"] += 1
+                    self.result.failures.append((f"query {self.query.name}", SOURCE, "a study without an NCT ID"))
+                    continue
+                nct = ids[0]
+                if nct in seen:
+                    continue
+                seen.add(nct)
+                if incremental and self.status_filter and study_status(study) not in self.status_filter:
+                    if nct in members:
+                        left.append(nct)  # stopped matching: record its change, mark it left
+                        items.append((nct, study))
+                    continue
+                matching.append(nct)
+                items.append((nct, study))
+            page.studies = []  # let the page go as soon as its studies are planned
+            self._save_studies(items, matching)
+            if left:
+                self.store.set_query_members(self.query.name, left, "left")
+                self.counts["left_query"] += len(left)
+            done += len(items)
+            if self.progress:
+                self.progress(self.label, min(done, total) if total else done, max(total, done))
+            self.flush_log()
+            self._check_budget()
+        return seen
+
+    def _save_studies(self, items: list[tuple[str, dict]], members: list[str]) -> None:
+        from pipeline.refresh import plan_fetched
+
+        states = self.store.load_states(SOURCE, [nct for nct, _ in items])
+        updates = []
+        for nct, study in items:
+            fetched = Fetched(nct, SOURCE, "found", payload=study, raw_format="json")
+            updates.append(plan_fetched(self.store, states.get(nct), fetched, self.parser_version))
+        self._count(updates)
+        self.store.save_updates_batch(updates, self.run_id, query=self.query.name, members=members)
+
+    def _count(self, updates: Iterable[Update]) -> None:
+        counts = self.counts
+        for update in updates:
+            counts[update.outcome] += 1
+            if update.outcome == "failed":
+                self.result.failures.append((update.trial_id, SOURCE, update.error or ""))
+            elif update.outcome != "missing":
+                counts["fetched"] += 1
+            counts["changes"] += sum(1 for c in update.changes if c.get("kind") == "field")
+
+    # -- sweeps -------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """List the query's IDs; confirm members not listed, fetch listed non-members."""
+        listed: set[str] = set()
+        done = 0
+        for page in ctgov.fetch_query_pages(self.client, self.query.params(), fields=SWEEP_FIELDS):
+            self.counts["bytes"] += page.nbytes
+            for study in page.studies:
+                ids = ctgov.study_nct_ids(study)
+                if ids:
+                    listed.add(ids[0])
+            done += len(page.studies)
+            if self.progress:
+                self.progress(f"{self.label} (sweep)", done, max(page.total or 0, done))
+            self._check_budget()
+        members = self.store.query_members(self.query.name, "member")
+        self._reconcile(members - listed, listed - members)
+
+    def _reconcile(self, gone: set[str], unknown: set[str]) -> None:
+        """Confirm ``gone`` members by ``filter.ids``; fetch ``unknown`` listed IDs.
+
+        A gone member the registry does not return is missing (one change); one it
+        returns exists but no longer matches the query (``left``).
+        """
+        ids = sorted(gone | unknown)
+        if not ids:
+            return
+        from pipeline.refresh import plan_fetched
+        from pipeline.update import plan_missing
+
+        states = self.store.load_states(SOURCE, ids)
+        pending: list[Update] = []
+        marks: dict[str, list[str]] = {"member": [], "left": [], "missing": []}
+        for fetched in ctgov.fetch_by_ids(self.client, ids):
+            nct = fetched.trial_id
+            if fetched.status == "failed":
+                self.counts["failed"] += 1
+                self.result.failures.append((nct, SOURCE, fetched.error or "fetch failed"))
+                continue
+            if fetched.status == "missing":
+                update = plan_missing(states.get(nct), nct, SOURCE, utcnow())
+                marks["missing"].append(nct)
+            else:
+                update = plan_fetched(self.store, states.get(nct), fetched, self.parser_version)
+                marks["left" if nct in gone else "member"].append(nct)
+            pending.append(update)
+            if len(pending) >= BATCH:
+                self._count(pending)
+                self.store.save_updates_batch(pending, self.run_id)
+                pending = []
+        self._count(pending)
+        self.store.save_updates_batch(pending, self.run_id)
+        for state, members in marks.items():
+            self.store.set_query_members(self.query.name, members, state)
+        self.counts["left_query"] += len(marks["left"])
+        self.flush_log()
+
+
+def refresh_queries(
+    config: Config,
+    store: Store,
+    client: RegistryClient,
+    run_id: int,
+    result: "RefreshResult",
+    *,
+    progress: ProgressFn | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    flush_log: Callable[[], None] = lambda: None,
+    full_sweep: bool = False,
+    queries: Iterable[QueryWatch] | None = None,
+) -> Counter:
+    """Bring every query watch up to date; returns the counts of the run's outcomes.
+
+    A query that fails is a failure in the result (and the next run repeats its
+    window); it never stops the other queries.
+    """
+    counts: Counter = Counter()
+    chosen = list(config.queries if queries is None else queries)
+    if not chosen:
+        return counts
+    try:
+        data_timestamp = ctgov.fetch_data_timestamp(client)
+    except (FetchError, ParseError) as exc:
+        log.warning("ClinicalTrials.gov /version unavailable (%s): syncing without the unchanged check", exc)
+        data_timestamp = None
+    if data_timestamp:
+        store.set_meta("ctgov.data_timestamp", data_timestamp)
+    for query in chosen:
+        if stop():
+            result.interrupted = True
+            break
+        sync = QuerySync(query, store, client, run_id, result, progress=progress, stop=stop, flush_log=flush_log)
+        try:
+            sync.run(data_timestamp, full_sweep=full_sweep)
+        except SyncIncomplete as exc:
+            sync.counts["queries_incomplete"] += 1
+            log.warning("query %s: sync incomplete (%s); the next run repeats it", query.name, exc)
+        except (FetchError, ParseError) as exc:
+            sync.counts["failed"] += 1
+            sync.counts["queries_failed"] += 1
+            result.failures.append((f"query {query.name}", SOURCE, f"{type(exc).__name__}: {exc}"))
+        counts.update(sync.counts)
+    for query in chosen:
+        if query.backfill and not stop():
+            counts.update(backfill_members(store, client, query, run_id, result, stop=stop, progress=progress))
+    return counts
+
+
+def backfill_members(
+    store: Store,
+    client: RegistryClient,
+    query: QueryWatch,
+    run_id: int,
+    result: "RefreshResult",
+    *,
+    stop: Callable[[], bool],
+    progress: ProgressFn | None = None,
+) -> Counter:
+    """Backfill the history of the query's members not backfilled yet, within the run budget."""
+    from pipeline.backfill import backfill_trial
+
+    counts: Counter = Counter()
+    todo = sorted(store.query_members(query.name, "member") - store.backfilled_trials(SOURCE))
+    for i, trial_id in enumerate(todo, 1):
+        if stop() or (client.deadline is not None and time.monotonic() > client.deadline):
+            counts["backfill_deferred"] += len(todo) - i + 1
+            break
+        outcome = backfill_trial(store, client, trial_id, run_id)
+        counts["backfilled"] += outcome.error is None
+        counts["backfill_versions"] += outcome.stored
+        if outcome.error:
+            counts["backfill_failed"] += 1
+            result.failures.append((trial_id, SOURCE, f"backfill: {outcome.error}"))
+        if progress:
+            progress(f"backfill {query.name}", i, len(todo))
+    return counts
