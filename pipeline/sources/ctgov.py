@@ -139,7 +139,10 @@ def fetch_query_pages(
         if response.status == 404:
             raise FetchError(f"HTTP 404 from {response.url} (is sources.ctgov.base_url right?)", url=response.url, status=404)
         studies, token, total = parse_studies_page(response.body)
-        yield StudiesPage(studies, total, len(response.body))
+        page = StudiesPage(studies, total, len(response.body))
+        del studies, response  # only the consumer holds the page: it can let it go
+        yield page
+        del page
         if not token:
             return
     raise FetchError(f"more than {max_pages} pages from {url}: giving up", url=url)
