@@ -45,26 +45,53 @@ COMPANION_FIELDS = {
 
 
 def _norm_text(value: str) -> str:
+    # Fast path (the hash folds every string of every record): a printable string
+    # has no whitespace but the ASCII space (every other character str.split()
+    # splits on is a control or separator character), so without doubled, leading
+    # or trailing spaces it is already folded.
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value
     return " ".join(value.split())
 
 
 def canonical(value: Any) -> Any:
     """The comparison form of a value: whitespace-folded text, empties as None."""
+    cls = value.__class__
+    if cls is str:
+        return _norm_text(value) or None
+    if cls is list:
+        items = []
+        append = items.append
+        for v in value:
+            if v.__class__ is str:
+                v = _norm_text(v)
+                if v:
+                    append(v)
+            elif v is not None:
+                v = canonical(v)
+                if v is not None:
+                    append(v)
+        if not items:
+            return None
+        if len(items) > 1:
+            items.sort(key=_sort_key)
+        return items
+    if cls is dict:
+        out = {}
+        for k, v in value.items():
+            if v is not None:
+                v = canonical(v)
+                if v is not None:
+                    out[k] = v
+        return out or None
     if value is None:
         return None
     if isinstance(value, str):
-        folded = _norm_text(value)
-        return folded or None
+        return _norm_text(value) or None
     if isinstance(value, list):
-        items = [canonical(v) for v in value]
-        items = [v for v in items if v is not None]
-        if not items:
-            return None
-        return sorted(items, key=_sort_key)
+        return canonical(list(value))
     if isinstance(value, dict):
-        out = {k: canonical(v) for k, v in value.items()}
-        out = {k: v for k, v in out.items() if v is not None}
-        return out or None
+        return canonical(dict(value))
     return value
 
 

@@ -14,13 +14,15 @@ page by page, or only what changed since a date with :func:`incremental_params`)
 
 from __future__ import annotations
 
+import re
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import orjson
 
 from pipeline.errors import FetchError, ParseError
-from pipeline.http_client import RegistryClient
+from pipeline.http_client import RegistryClient, Response
 from pipeline.parse_ctgov import parse_history_index, parse_history_version, parse_studies_page
 from pipeline.sources import Fetched
 
@@ -108,6 +110,21 @@ def incremental_params(params: dict[str, str], since: str) -> dict[str, str]:
     return out
 
 
+_TOKEN_RE = re.compile(rb'"nextPageToken"\s*:\s*"([^"\\]*)"')
+
+
+def peek_page_token(body: bytes) -> str | None:
+    """The ``nextPageToken`` of a ``/studies`` body without parsing it (a guess: verified later).
+
+    The API writes the token after the studies, so the tail is searched first.
+    """
+    m = _TOKEN_RE.search(body, max(0, len(body) - 4096))
+    if m is None:
+        matches = list(_TOKEN_RE.finditer(body)) if b'"nextPageToken"' in body else []
+        m = matches[-1] if matches else None
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
 def fetch_query_pages(
     client: RegistryClient,
     params: dict[str, str],
@@ -115,11 +132,15 @@ def fetch_query_pages(
     fields: str | None = None,
     count_total: bool = True,
     max_pages: int = 100_000,
+    prefetch: bool = True,
 ) -> Iterator[StudiesPage]:
     """Yield the pages of a ``/studies`` search as they arrive (``pageToken`` paging).
 
     Nothing is accumulated: the caller processes a page and lets it go, so memory
-    stays flat however many studies match.  A page that cannot be fetched or read
+    stays flat however many studies match.  With ``prefetch``, the next page's bytes
+    are downloaded (under the same rate limit) while the caller works on this one;
+    its token is read from the raw bytes and checked against the parsed page, and a
+    wrong guess is simply fetched again.  A page that cannot be fetched or read
     raises FetchError / ParseError (the caller decides what an incomplete sync means).
     """
     url = client.source.base_url + "/studies"
@@ -130,22 +151,82 @@ def fetch_query_pages(
         base["fields"] = fields
     if count_total:
         base["countTotal"] = "true"
-    token: str | None = None
-    for _ in range(max_pages):
+
+    def get(token: str | None) -> Response:
         page_params = dict(base)
         if token:
             page_params["pageToken"] = token
         response = client.get(url, page_params)
         if response.status == 404:
-            raise FetchError(f"HTTP 404 from {response.url} (is sources.ctgov.base_url right?)", url=response.url, status=404)
-        studies, token, total = parse_studies_page(response.body)
-        page = StudiesPage(studies, total, len(response.body))
-        del studies, response  # only the consumer holds the page: it can let it go
-        yield page
-        del page
-        if not token:
-            return
-    raise FetchError(f"more than {max_pages} pages from {url}: giving up", url=url)
+            raise FetchError(
+                f"HTTP 404 from {response.url} (is sources.ctgov.base_url right?)", url=response.url, status=404
+            )
+        return response
+
+    ahead = _Prefetcher(get) if prefetch else None
+    token: str | None = None
+    try:
+        for _ in range(max_pages):
+            response = ahead.take(token) if ahead else get(token)
+            if ahead:
+                guess = peek_page_token(response.body)
+                if guess:
+                    ahead.start(guess)  # the next page downloads while this one is parsed and processed
+            studies, token, total = parse_studies_page(response.body)
+            page = StudiesPage(studies, total, len(response.body))
+            del studies, response  # only the consumer holds the page: it can let it go
+            yield page
+            del page
+            if not token:
+                return
+        raise FetchError(f"more than {max_pages} pages from {url}: giving up", url=url)
+    finally:
+        if ahead:
+            ahead.close()
+
+
+class _Prefetcher:
+    """Downloads one page ahead in a background thread (bytes only; parsing stays with the caller)."""
+
+    def __init__(self, get):
+        self._get = get
+        self._thread: threading.Thread | None = None
+        self._token: str | None = None
+        self._result: tuple[Response | None, BaseException | None] = (None, None)
+
+    def start(self, token: str) -> None:
+        self.close()
+        self._token = token
+
+        def run() -> None:
+            try:
+                self._result = (self._get(token), None)
+            except BaseException as exc:  # handed to the caller by take()
+                self._result = (None, exc)
+
+        self._result = (None, None)
+        self._thread = threading.Thread(target=run, name="ctgov-prefetch", daemon=True)
+        self._thread.start()
+
+    def take(self, token: str | None) -> Response:
+        """The page for ``token``: the prefetched one, or fetched now."""
+        if self._thread is not None and token is not None and token == self._token:
+            self._thread.join()
+            self._thread = None
+            response, error = self._result
+            self._result = (None, None)
+            if error is not None:
+                raise error
+            assert response is not None
+            return response
+        self.close()
+        return self._get(token)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._result = (None, None)
 
 
 def fetch_data_timestamp(client: RegistryClient) -> str | None:
