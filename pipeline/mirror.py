@@ -142,6 +142,7 @@ class QuerySync:
         self.parser_version = PARSER_VERSION[SOURCE]
         self.label = f"query {query.name}"
         self.status_filter = frozenset(query.status)
+        self._started: float | None = None
 
     # -- one run --------------------------------------------------------------------
 
@@ -229,11 +230,23 @@ class QuerySync:
             done += len(items)
             if self.progress:
                 self.progress(self.label, min(done, total) if total else done, max(total, done))
+            else:
+                self._log_progress(done, max(total, done))
             self.flush_log()
             del page, items
             gc.collect(1)
             self._check_budget()
         return seen
+
+    def _log_progress(self, done: int, total: int) -> None:
+        """Without a progress display (not a terminal, the daemon): a log line per page."""
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        started = self._started
+        rate = done / max(now - started, 1e-6)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        log.info("query %s: %d/%d studies (%.0f/s, ETA %.0fs)", self.query.name, done, total, rate, eta)
 
     def _save_studies(self, items: list[tuple[str, dict]], members: list[str]) -> None:
         from pipeline.refresh import plan_fetched

@@ -44,6 +44,19 @@ _SEARCH_INSERT = """
         (SELECT group_concat(value, char(10)) FROM json_each(s.record, '$.conditions')),
         (SELECT group_concat(value, char(10)) FROM json_each(s.record, '$.interventions'))
     FROM snapshots s WHERE s.id = {snapshot}"""
+_NOT_INDEXED = " AND NOT EXISTS (SELECT 1 FROM search_fts WHERE rowid = s.id)"
+
+
+def search_texts(record: dict[str, Any]) -> tuple[str, str, str]:
+    """What ``trialwatch search`` indexes of a record: (titles, conditions, interventions)."""
+
+    def lines(value: Any) -> str:
+        if isinstance(value, list):
+            return "\n".join(v for v in value if isinstance(v, str))
+        return value if isinstance(value, str) else ""
+
+    title = "\n".join(lines(record.get(k)) for k in ("public_title", "scientific_title", "acronym"))
+    return title, lines(record.get("conditions")), lines(record.get("interventions"))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -178,14 +191,17 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
     trial_id UNINDEXED, source UNINDEXED, title, conditions, interventions,
     tokenize = 'unicode61 remove_diacritics 2'
 );
+-- (Store._apply_update indexes its snapshots itself, from the record it has in hand,
+-- before pointing the trials row at them; the triggers index what any other writer
+-- makes current, parsing the stored JSON.)
 CREATE TRIGGER IF NOT EXISTS trials_search_insert AFTER INSERT ON trials
 WHEN NEW.snapshot_id IS NOT NULL BEGIN
-""" + _SEARCH_INSERT.format(snapshot="NEW.snapshot_id") + """;
+""" + _SEARCH_INSERT.format(snapshot="NEW.snapshot_id") + _NOT_INDEXED + """;
 END;
 CREATE TRIGGER IF NOT EXISTS trials_search_update AFTER UPDATE OF snapshot_id ON trials
 WHEN NEW.snapshot_id IS NOT OLD.snapshot_id BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
-""" + _SEARCH_INSERT.format(snapshot="NEW.snapshot_id") + """;
+""" + _SEARCH_INSERT.format(snapshot="NEW.snapshot_id") + _NOT_INDEXED + """;
 END;
 CREATE TRIGGER IF NOT EXISTS trials_search_delete AFTER DELETE ON trials BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
@@ -529,6 +545,12 @@ class Store:
                 ),
             )
             snapshot_id = cur.lastrowid
+            if u.outcome != "missing":  # it becomes current below: index it for search now
+                conn.execute(
+                    "INSERT INTO search_fts (rowid, trial_id, source, title, conditions, interventions)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (snapshot_id, u.trial_id, u.source, *search_texts(u.record)),
+                )
         if u.changes:
             conn.executemany(
                 "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
