@@ -122,7 +122,9 @@ def diff_records(old: Record, new: Record) -> list[Change]:
     for field in fields:
         before = old.get(field)
         after = new.get(field)
-        if canonical(before) == canonical(after):
+        # Equal values canonicalize equally: most fields of a changed record did not
+        # change, and == is a fast C-level comparison where canonical() is not.
+        if before == after or canonical(before) == canonical(after):
             continue
         change: Change = {
             "field": field,
