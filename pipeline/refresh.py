@@ -254,10 +254,11 @@ def plan_fetched(store: Store, state: TrialState | None, fetched: Fetched, parse
     new_hash = content_hash(record)
     old_record = None
     if state is not None and state.snapshot_id is not None and new_hash != state.content_hash:
-        stored = store.load_snapshot(state.snapshot_id)
+        stored = store.load_snapshot(state.snapshot_id, with_raw=False)  # the raw only if needed below
         if stored is not None:
             old_record = stored["record"]
             if stored.get("parser_version") != parser_version:
+                stored = store.load_snapshot(state.snapshot_id) or stored
                 reread = reparse_raw(source, trial_id, stored.get("raw"), stored.get("raw_format"))
                 if reread is not None:
                     reread["trial_id"] = trial_id

@@ -466,14 +466,17 @@ class Store:
         """One trial's state, with its current record."""
         return self.load_states(source, [trial_id], with_record=True).get(trial_id)
 
-    def load_snapshot(self, snapshot_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
+    def load_snapshot(self, snapshot_id: int, *, with_raw: bool = True) -> dict[str, Any] | None:
+        """One snapshot, record decoded; ``with_raw=False`` skips reading the raw payload."""
+        cols = [d[0] for d in self.conn.execute("SELECT * FROM snapshots LIMIT 0").description]
+        if not with_raw:
+            cols = [c for c in cols if c != "raw"]
+        row = self.conn.execute(f"SELECT {', '.join(cols)} FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
         if row is None:
             return None
-        cols = [d[0] for d in self.conn.execute("SELECT * FROM snapshots LIMIT 0").description]
         out = dict(zip(cols, row))
         out["record"] = loads(out["record"])
-        out["raw"] = decompress(out["raw"])
+        out["raw"] = decompress(out["raw"]) if with_raw else None
         return out
 
     def ensure_trials(self, source: str, trial_ids: Iterable[str]) -> None:
