@@ -210,7 +210,10 @@ def history_cmd(app, trial_id, source, as_json):
         label = "first snapshot" if not by_snapshot.get(v["id"]) else f"{len(by_snapshot[v['id']])} change(s)"
         if v["backfilled"]:
             label += " [backfilled]"
-        events.append((when, v["source"], f"version {v['id']}", label, by_snapshot.get(v["id"], [])))
+        version = f"version {v['id']}"
+        if v["backfilled"] and v.get("registry_version") is not None:
+            version = f"registry version {v['registry_version']}"
+        events.append((when, v["source"], version, label, by_snapshot.get(v["id"], [])))
     for c in loose:
         events.append((c["detected_at"], c["source"], "-", c["kind"], [c]))
     events.sort(key=lambda e: (e[0] or "", e[2]))
