@@ -96,13 +96,15 @@ def test_first_load_pages_then_incremental_window_then_skip(tmp_path, sim):
 
     # A simulated day passes: only studies updated since the last sync minus 2 days.
     events = server.advance(1)
+    served_before = httpx.get(server.base_url + "/_sim/stats").json().get("studies_served", 0)
     result = refresh(config, store, sources=["ctgov"])
+    served = httpx.get(server.base_url + "/_sim/stats").json().get("studies_served", 0) - served_before
     (window,) = {p["filter.advanced"][0] for p in studies_urls(store, result.run_id)}
     start = window_start(watch["sync_date"])
     assert window == f"AREA[LastUpdatePostDate]RANGE[{start},MAX]"
     assert start == "2026-01-03" if corpus.start.isoformat() == "2026-01-05" else True
-    # and the simulator saw that filter (it serves only those studies)
-    assert result.counts["fetched"] < len(expected) // 2
+    # and the simulator applied that filter: it served only the studies in the window
+    assert served == result.counts["fetched"] < len(expected) // 2
     changed = {e["trial_id"] for e in events if e["source"] in ("ctgov", "both") and e["kind"] != "deleted"}
     recorded = {c["trial_id"] for c in store.changes(source="ctgov") if c["kind"] == "field"}
     assert changed and changed <= recorded
