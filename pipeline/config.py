@@ -9,6 +9,7 @@ plain frozen dataclasses; nothing downstream reads TOML.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -224,11 +225,26 @@ def _check_type(value: Any, spec: tuple[tuple[type, ...], str], key: str) -> Any
         raise ConfigError(f"{key}: expected {description}, got {value!r}", key)
     if not isinstance(value, types):
         raise ConfigError(f"{key}: expected {description}, got {type(value).__name__} {value!r}", key)
+    if isinstance(value, float) and not math.isfinite(value):
+        # TOML allows inf and nan; nan passes every "> 0" check and inf crashes later
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}", key)
+    if types == (int,) and value < 0:
+        raise ConfigError(f"{key}: must not be negative, got {value!r}", key)
+    if isinstance(value, str):
+        _check_text(value, key)
     if types == (list,):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ConfigError(f"{key}[{i}]: expected a string, got {item!r}", key)
+            _check_text(item, f"{key}[{i}]")
     return value
+
+
+def _check_text(value: str, key: str) -> None:
+    """No control characters: a NUL or CR/LF in a path, URL or header crashes (or injects) later."""
+    for i, ch in enumerate(value):
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            raise ConfigError(f"{key}: control character {ch!r} at position {i} in {value!r}", key)
 
 
 def _check_table(table: Any, allowed: dict[str, Any] | set[str], key: str) -> dict[str, Any]:
@@ -249,9 +265,16 @@ def _source(name: str, table: dict[str, Any]) -> SourceConfig:
     for k, v in table.items():
         values[k] = _check_type(v, SOURCE_KEYS[k], f"{key}.{k}")
     values["base_url"] = check_url(values["base_url"], f"{key}.base_url")
+    if not values["user_agent"].isascii():
+        raise ConfigError(f"{key}.user_agent: must be ASCII (it is sent as an HTTP header)", f"{key}.user_agent")
     for k in ("requests_per_second", "timeout", "max_retry_wait", "max_response_mb", "run_budget"):
         if values[k] <= 0:
             raise ConfigError(f"{key}.{k}: must be greater than 0, got {values[k]!r}", f"{key}.{k}")
+    # Values that end up in sleep() or a socket timeout must fit a time_t (else OverflowError).
+    for k, lo, hi in (("timeout", 0, 86400), ("max_retry_wait", 0, 86400), ("requests_per_second", 1e-4, None)):
+        if values[k] < lo or (hi is not None and values[k] > hi):
+            where = f"at most {hi}" if hi is not None and values[k] > hi else f"at least {lo}"
+            raise ConfigError(f"{key}.{k}: must be {where}, got {values[k]!r}", f"{key}.{k}")
     if values["concurrency"] < 1 or values["concurrency"] > 64:
         raise ConfigError(f"{key}.concurrency: must be between 1 and 64", f"{key}.concurrency")
     if values["retries"] < 0 or values["retries"] > 20:
@@ -372,7 +395,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
 
     watch = _check_table(data.get("watch", {}), {"trials", "tags", "queries"}, "watch")
     trials = _trial_list(watch.get("trials", []), "watch.trials")
-    tags_table = _check_table(watch.get("tags", {}), set(watch.get("tags", {}) or {}), "watch.tags")
+    tags_raw = watch.get("tags", {})
+    tags_table = _check_table(tags_raw, set(tags_raw) if isinstance(tags_raw, dict) else set(), "watch.tags")
     tags = {name: _trial_list(ids, f"watch.tags.{name}") for name, ids in tags_table.items()}
     queries = _queries(watch.get("queries", []))
 
