@@ -85,7 +85,9 @@ def diff_records(old: Record, new: Record) -> list[Change]:
     for field in fields:
         before = old.get(field)
         after = new.get(field)
-        if canonical(before) == canonical(after):
+        # Compare the serialized canonical forms, as the content hash does: with ``==``
+        # False equals 0 and 1 equals 1.0, and a new snapshot would get no change row.
+        if _item_key(before) == _item_key(after):
             continue
         change: Change = {
             "field": field,
