@@ -222,14 +222,15 @@ def plan_fetched(store: Store, state: TrialState | None, fetched: Fetched, parse
         return plan_missing(state, trial_id, source, now)
     try:
         record = normalize_payload(source, trial_id, fetched.payload)
+        if record is not None:
+            record["trial_id"] = trial_id
+            new_hash = content_hash(record)  # also proves the record serializes for the store
     except (ParseError, BlockedPageError) as exc:
         return plan_failed(trial_id, source, f"{type(exc).__name__}: {exc}", now)
     except Exception as exc:  # a parser bug must cost one trial, not the run
         return plan_failed(trial_id, source, f"internal parser error: {type(exc).__name__}: {exc}", now)
     if record is None:
         return plan_missing(state, trial_id, source, now)
-    record["trial_id"] = trial_id
-    new_hash = content_hash(record)
     old_record = None
     if state is not None and state.snapshot_id is not None and new_hash != state.content_hash:
         stored = store.load_snapshot(state.snapshot_id)
