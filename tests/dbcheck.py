@@ -28,7 +28,7 @@ def check_invariants(path: str | Path) -> dict[str, int]:
             " WHERE c.snapshot_id IS NOT NULL AND (s.id IS NULL OR s.trial_id != c.trial_id OR s.source != c.source)"
         ).fetchall()
         assert not orphans, f"changes pointing at no snapshot (or another trial's): {orphans[:5]}"
-        loose = conn.execute("SELECT id, trial_id FROM changes WHERE kind = 'field' AND snapshot_id IS NULL").fetchall()
+        loose = conn.execute("SELECT id, trial_id FROM changes WHERE kind IN ('field', 'detail') AND snapshot_id IS NULL").fetchall()
         assert not loose, f"field changes without a snapshot: {loose[:5]}"
 
         snaps = conn.execute(

@@ -322,7 +322,7 @@ def test_applying_recorded_changes_rebuilds_the_new_record(pair):
     # and the other way round: the reverse changes rebuild the old record
     assert records_equivalent(apply_changes(new, diff_records(new, old)), old)
     for c in changes:
-        assert c["kind"] == "field" and c["field"] not in ("trial_id", "source", "last_updated", "last_refreshed")
+        assert c["kind"] in ("field", "detail") and c["field"] not in ("trial_id", "source", "last_updated", "last_refreshed")
         if isinstance(c["old"], list) or isinstance(c["new"], list):
             assert isinstance(c["added"], list) and isinstance(c["removed"], list)
 
