@@ -149,10 +149,15 @@ def refresh(
 
 def _fetch_iter(client: RegistryClient, source: str, ids: list[str], stop: Callable[[], bool]):
     if source == "ctgov":
-        return ctgov.fetch_by_ids(client, ids)
+        return ctgov.fetch_by_ids(client, ids, should_stop=stop)
     if source == "who":
         return who.fetch_pages(client, ids, should_stop=stop)
     raise ValueError(source)
+
+
+def _budget_spent(client: RegistryClient) -> bool:
+    """True once the source's ``run_budget`` is used up: start no new request."""
+    return client.deadline is not None and time.monotonic() > client.deadline
 
 
 def _refresh_source(
@@ -168,6 +173,10 @@ def _refresh_source(
     flush_log: Callable[[], None],
 ) -> Counter:
     counts: Counter = Counter()
+    # Least recently checked first (never checked before all): a run cut short by its
+    # budget defers the rest, and the next run starts with what was deferred.
+    checked = store.last_checked(source)
+    ids = sorted(ids, key=lambda t: checked.get(t) or "")
     states = store.load_states(source, ids)
     pending: list[Update] = []
     done = 0
@@ -178,7 +187,7 @@ def _refresh_source(
     def save(updates: list[Update]) -> None:
         store.save_updates(updates, run_id)
 
-    for fetched in _fetch_iter(client, source, ids, stop):
+    for fetched in _fetch_iter(client, source, ids, lambda: stop() or _budget_spent(client)):
         if fetched.trial_id in handled:
             continue
         handled.add(fetched.trial_id)

@@ -376,6 +376,11 @@ class Store:
                 out[state.trial_id] = state
         return out
 
+    def last_checked(self, source: str) -> dict[str, str | None]:
+        """When each trial of ``source`` was last checked (fetched, failed or missing)."""
+        rows = self.conn.execute("SELECT trial_id, last_checked FROM trials WHERE source = ?", (source,))
+        return dict(rows.fetchall())
+
     def load_state(self, trial_id: str, source: str) -> TrialState | None:
         """One trial's state, with its current record."""
         return self.load_states(source, [trial_id], with_record=True).get(trial_id)
