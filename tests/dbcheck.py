@@ -84,3 +84,37 @@ def table_rows(path: str | Path, table: str) -> list[tuple]:
         return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
     finally:
         conn.close()
+
+
+def check_history(path: str | Path) -> None:
+    """Each trial's changes, applied in order to its first snapshot, rebuild its current record,
+    and 'missing' / 'reappeared' alternate (never two 'missing' in a row)."""
+    import orjson
+
+    from pipeline.diff import apply_changes, records_equivalent
+
+    conn = sqlite3.connect(str(path), timeout=30)
+    try:
+        keys = conn.execute("SELECT trial_id, source, snapshot_id FROM trials WHERE snapshot_id IS NOT NULL").fetchall()
+        for trial, source, current in keys:
+            snaps = conn.execute(
+                "SELECT id, record FROM snapshots WHERE trial_id = ? AND source = ? ORDER BY id", (trial, source)
+            ).fetchall()
+            record = orjson.loads(snaps[0][1])
+            for sid, stored in snaps[1:]:
+                changes = [
+                    {"field": f, "new": orjson.loads(n) if n is not None else None, "kind": k}
+                    for f, n, k in conn.execute(
+                        "SELECT field, new, kind FROM changes WHERE snapshot_id = ? ORDER BY id", (sid,)
+                    )
+                ]
+                record = apply_changes(record, changes)
+                assert records_equivalent(record, orjson.loads(stored)), f"changes of snapshot {sid} ({trial}/{source}) do not rebuild it"
+            assert snaps[-1][0] == current
+            kinds = [k for (k,) in conn.execute(
+                "SELECT kind FROM changes WHERE trial_id = ? AND source = ? AND kind IN ('missing', 'reappeared') ORDER BY id",
+                (trial, source))]
+            for a, b in zip(kinds, kinds[1:]):
+                assert a != b, f"{trial}/{source}: two '{a}' changes in a row"
+    finally:
+        conn.close()
