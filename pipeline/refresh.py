@@ -94,6 +94,7 @@ def refresh(
     own_http = http is None
     http = http or build_http_client()
     fetch_rows: list[dict] = []
+    store_failed = False
     rows_lock = threading.Lock()
 
     def on_request(row: dict) -> None:
@@ -133,17 +134,24 @@ def refresh(
             if stop():
                 result.interrupted = True
                 break
+    except StoreError:
+        # The database cannot be written (locked by another process, disk full): the
+        # fetch log and the run's row would only wait out the busy timeout and fail
+        # again.  The run stays 'running'; the next run marks it interrupted.
+        store_failed = True
+        raise
     finally:
-        try:
-            flush_log()
-        finally:
-            status = "interrupted" if result.interrupted else "finished"
+        if own_http:
+            http.close()
+        if not store_failed:
             try:
-                store.finish_run(run_id, result.counts, status=status)
-            except StoreError:
-                pass
-            if own_http:
-                http.close()
+                flush_log()
+            finally:
+                status = "interrupted" if result.interrupted else "finished"
+                try:
+                    store.finish_run(run_id, result.counts, status=status)
+                except StoreError:
+                    pass
     return result
 
 
