@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from pipeline.errors import LockHeld
+from pipeline.errors import LockHeld, StoreError
 
 
 class RefreshLock:
@@ -31,8 +31,11 @@ class RefreshLock:
             return "unknown"
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the refresh lock {self.path}: {exc.strerror or exc}") from None
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             try:
@@ -47,8 +50,11 @@ class RefreshLock:
                         "use --wait to wait for it to finish"
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # a full disk: the PID is only for messages, the flock is what locks
         self._fd = fd
 
     def release(self) -> None:

@@ -207,6 +207,8 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
+            if "full" in str(exc):  # no room for the file, its WAL or its schema
+                raise StoreError(_describe(exc, self.path)) from None
             raise StoreError(f"cannot open database {path}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"cannot create database folder for {path}: {exc.strerror or exc}") from None
