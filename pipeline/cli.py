@@ -42,7 +42,7 @@ class AppContext:
     def store(self):
         from pipeline.store import Store
 
-        return Store(self.config.database_path)
+        return Store(self.config.database_path, timeout=self.config.busy_timeout)
 
 
 class TrialwatchGroup(click.Group):

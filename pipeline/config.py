@@ -203,6 +203,7 @@ class Config:
     schedule_jitter: int = 300
     alerts: tuple[AlertRule, ...] = ()
     fetch_log_days: int = 90
+    busy_timeout: float = 30.0
 
     def source(self, name: str) -> SourceConfig:
         return self.sources[name]
@@ -381,11 +382,14 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
     _check_table(data, TOP_KEYS, "")
     base_dir = base_dir or (path.parent if path else Path.cwd())
 
-    database = _check_table(data.get("database", {}), {"path", "fetch_log_days"}, "database")
+    database = _check_table(data.get("database", {}), {"path", "fetch_log_days", "busy_timeout"}, "database")
     db_path = _check_type(database.get("path", "trialwatch.db"), _STR, "database.path")
     if not db_path.strip():
         raise ConfigError("database.path: must not be empty", "database.path")
     fetch_log_days = _check_type(database.get("fetch_log_days", 90), _POS_INT, "database.fetch_log_days")
+    busy_timeout = float(_check_type(database.get("busy_timeout", 30.0), _NUMBER, "database.busy_timeout"))
+    if not 0 <= busy_timeout <= 86400:
+        raise ConfigError("database.busy_timeout: must be between 0 and 86400 seconds", "database.busy_timeout")
     database_path = Path(os.path.expanduser(db_path))
     if not database_path.is_absolute():
         database_path = base_dir / database_path
@@ -421,6 +425,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
         schedule_jitter=jitter,
         alerts=alerts,
         fetch_log_days=fetch_log_days,
+        busy_timeout=busy_timeout,
     )
 
 
