@@ -27,7 +27,7 @@ STUDIES = "/api/v2/studies"
 WHO_PAGE = "/Trial2.aspx"
 
 
-def write_config(folder, server, trials, *, ctgov="", who=""):
+def write_config(folder, server, trials, *, ctgov="", who="", database='path = "faults.db"'):
     """A config on the simulator: high rate limit, short timeouts, plus extra source keys.
 
     ``ctgov`` / ``who`` are TOML lines overriding the defaults below.
@@ -42,7 +42,7 @@ def write_config(folder, server, trials, *, ctgov="", who=""):
 
     common = {"requests_per_second": "1000", "timeout": "2", "retries": "2"}
     text = (
-        f'[database]\npath = "faults.db"\n\n'
+        f'[database]\n{database}\n\n'
         f'[sources.ctgov]\nbase_url = "{server.ctgov_url}"\n{table(common, ctgov)}\n\n'
         f'[sources.who]\nbase_url = "{server.who_url}"\n{table({**common, "concurrency": "4"}, who)}\n\n'
         f'[watch]\ntrials = [{", ".join(repr(t) for t in trials)}]\n'
