@@ -35,7 +35,7 @@ class RefreshLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot create the refresh lock {self.path}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             try:
@@ -50,11 +50,8 @@ class RefreshLock:
                         "use --wait to wait for it to finish"
                     ) from None
                 time.sleep(0.2)
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass  # a full disk: the PID is only for messages, the flock is what locks
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
