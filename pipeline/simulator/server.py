@@ -222,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif k == "deep_json":
             depth = int(p.get("depth", 100_000))
             self._send(200, JSON, b'{"a":' * depth + b"1" + b"}" * depth)
+        elif k == "not_found":
+            self._send(*owner._not_found(route, trial_ids, produce, rule))
         elif k in ("script_title", "control_chars"):
             self._send(*owner._title_fault(k, route, trial_ids, produce, rule))
         else:  # pragma: no cover - FaultRule validates kinds
@@ -501,6 +503,23 @@ class SimulatorServer:
         if data is None:
             return 404, TEXT, f"Study {tid} version {raw} not found".encode(), {}
         return 200, JSON, orjson.dumps(data), {}
+
+    def _not_found(self, route: str, trial_ids: list[str], produce: Callable[[], Response],
+                   rule: FaultRule) -> Response:
+        """The registry's "no such trial" answer for a trial that exists."""
+        if route.startswith("who"):
+            return 200, HTML, render_who.not_found_page(trial_ids[0] if trial_ids else ""), {}
+        if route == "ctgov.study":
+            return 404, TEXT, f"Study {trial_ids[0]} not found".encode(), {}
+        status, ctype, body, headers = produce()
+        if route != "ctgov.studies" or status != 200 or ctype != JSON:
+            return status, ctype, body, headers
+        doc = orjson.loads(body)
+        doc["studies"] = [
+            s for s in doc.get("studies", [])
+            if rule.trial and s.get("protocolSection", {}).get("identificationModule", {}).get("nctId") != rule.trial
+        ]
+        return 200, JSON, orjson.dumps(doc), headers
 
     def _title_fault(self, kind: str, route: str, trial_ids: list[str], produce: Callable[[], Response],
                      rule: FaultRule) -> Response:
