@@ -192,14 +192,14 @@ def _refresh_source(
     parser_version = PARSER_VERSION[source]
     handled: set[str] = set()
 
+    vanished: list[Update] = []  # present -> missing, held for the mass-disappearance guard
+    answered_present = 0          # trials present before that the registry answered for
+
     def save(updates: list[Update]) -> None:
         store.save_updates(updates, run_id)
 
-    for fetched in _fetch_iter(client, source, ids, lambda: stop() or _budget_spent(client)):
-        if fetched.trial_id in handled:
-            continue
-        handled.add(fetched.trial_id)
-        update = plan_fetched(store, states.get(fetched.trial_id), fetched, parser_version)
+    def account(update: Update) -> None:
+        nonlocal pending
         counts[update.outcome] += 1
         if update.outcome != "failed":
             counts["fetched"] += update.outcome != "missing"
@@ -216,17 +216,66 @@ def _refresh_source(
                 save(pending)
                 pending = []
                 flush_log()
+
+    for fetched in _fetch_iter(client, source, ids, lambda: stop() or _budget_spent(client)):
+        if fetched.trial_id in handled:
+            continue
+        handled.add(fetched.trial_id)
+        prior = states.get(fetched.trial_id)
+        update = plan_fetched(store, prior, fetched, parser_version)
+        if prior is not None and prior.state == "present" and update.outcome != "failed":
+            answered_present += 1
+        if update.outcome == "missing" and update.changes:
+            vanished.append(update)
+        else:
+            account(update)
         done += 1
         if progress:
             progress(source, done, total)
         if stop():
             break
+    for update in judge_vanished(vanished, answered_present, states):
+        account(update)
     save(pending)
     flush_log()
     counts["deferred"] += total - len(handled)
     if counts["reappeared"]:
         counts["changed"] += counts["reappeared"]
     return counts
+
+
+#: The mass-disappearance guard: when at least MASS_MISSING_MIN trials, and at least
+#: MASS_MISSING_SHARE of the present trials the registry answered for, vanish in one
+#: run, the registry is more likely broken (a portal serving its not-found template for
+#: everything, a search index that lost records) than the trials deleted.  Those
+#: trials fail for the run instead of each getting a "missing" change; only when the
+#: same trials keep vanishing for MASS_MISSING_CONFIRM runs in a row is it believed.
+MASS_MISSING_MIN = 5
+MASS_MISSING_SHARE = 0.5
+MASS_MISSING_CONFIRM = 3
+
+
+def judge_vanished(vanished: list[Update], answered_present: int, states: dict[str, TrialState]) -> list[Update]:
+    """The present -> missing updates of one source's run, after the mass-disappearance guard (pure)."""
+    if len(vanished) < MASS_MISSING_MIN or len(vanished) < MASS_MISSING_SHARE * answered_present:
+        return vanished
+    out = []
+    for u in vanished:
+        prior = states.get(u.trial_id)
+        if prior is not None and prior.fail_streak >= MASS_MISSING_CONFIRM - 1:
+            out.append(u)  # gone for several runs in a row: believe it
+            continue
+        out.append(
+            plan_failed(
+                u.trial_id,
+                u.source,
+                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
+                f"{answered_present} present trials it answered for in this run: suspected registry "
+                f"fault, not recorded as deletions (believed after {MASS_MISSING_CONFIRM} runs in a row)",
+                u.detected_at or utcnow(),
+            )
+        )
+    return out
 
 
 def plan_fetched(store: Store, state: TrialState | None, fetched: Fetched, parser_version: int) -> Update:

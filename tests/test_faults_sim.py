@@ -381,3 +381,65 @@ def test_escaped_control_characters_in_json_are_stored(world):
     title = world.store.load_state(target, "ctgov").record["public_title"]
     assert "Control" in title and "\x1b" in title  # verbatim in the store; output escapes it
     world.counts()
+
+
+# -- a registry that denies everything: the mass-disappearance guard -----------------------------
+
+
+@pytest.mark.parametrize("source,rule", [("who", {"match": WHO_PAGE, "kind": "not_found"}),
+                                         ("ctgov", {"match": STUDIES, "kind": "not_found"})])
+def test_a_registry_denying_every_trial_is_a_fault_not_a_mass_deletion(world, source, rule):
+    world.baseline()
+    before = world.counts()
+    world.server.set_faults([rule])
+    result = world.refresh()
+    expected = world.ids if source == "who" else world.nct
+    assert result.counts["missing"] == 0
+    assert {(t, s) for t, s, _ in result.failures} == {(t, source) for t in expected}
+    assert all("suspected registry fault" in e for _, _, e in result.failures)
+    assert_no_change(world, before)
+    assert all(r["state"] == "present" for r in world.store.trials(source))
+    world.server.clear_faults()
+    recovered = world.refresh()
+    assert recovered.counts["failed"] == 0
+    assert_no_change(world, before)
+
+
+def test_a_mass_disappearance_that_persists_is_believed_on_the_third_run(world):
+    world.baseline()
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "not_found"}])
+    for _ in range(2):
+        assert world.refresh().counts["missing"] == 0
+    assert world.store.changes() == []
+    third = world.refresh()
+    assert third.counts["missing"] == len(world.ids)
+    missing = [c for c in world.store.changes() if c["kind"] == "missing"]
+    assert sorted(c["trial_id"] for c in missing) == sorted(world.ids)  # one each, not one per run
+    world.counts()
+
+
+def test_a_few_trials_not_found_are_missing_at_once(world):
+    world.baseline()
+    gone = world.nct[:2]
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "not_found", "trial": t} for t in gone]
+                            + [{"match": STUDIES, "kind": "not_found", "trial": gone[0]}])
+    result = world.refresh()
+    assert result.counts["missing"] == 3 and result.counts["failed"] == 0
+    assert sorted((c["trial_id"], c["source"]) for c in world.store.changes() if c["kind"] == "missing") == sorted(
+        [(gone[0], "ctgov"), (gone[0], "who"), (gone[1], "who")])
+
+
+def test_judge_vanished_thresholds():
+    from pipeline.refresh import judge_vanished
+    from pipeline.store import TrialState, Update
+
+    def vanished(n):
+        return [Update(f"NCT0000000{i}", "who", "missing", changes=[{"kind": "missing"}]) for i in range(n)]
+
+    def states(n, streak=0):
+        return {f"NCT0000000{i}": TrialState(f"NCT0000000{i}", "who", "present", 1, "h", streak) for i in range(n)}
+
+    assert [u.outcome for u in judge_vanished(vanished(4), 4, states(4))] == ["missing"] * 4   # too few to judge
+    assert [u.outcome for u in judge_vanished(vanished(5), 20, states(5))] == ["missing"] * 5  # a quarter: real
+    assert [u.outcome for u in judge_vanished(vanished(5), 9, states(5))] == ["failed"] * 5    # over half: suspect
+    assert [u.outcome for u in judge_vanished(vanished(5), 9, states(5, streak=2))] == ["missing"] * 5  # third run
