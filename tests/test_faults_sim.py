@@ -443,3 +443,24 @@ def test_judge_vanished_thresholds():
     assert [u.outcome for u in judge_vanished(vanished(5), 20, states(5))] == ["missing"] * 5  # a quarter: real
     assert [u.outcome for u in judge_vanished(vanished(5), 9, states(5))] == ["failed"] * 5    # over half: suspect
     assert [u.outcome for u in judge_vanished(vanished(5), 9, states(5, streak=2))] == ["missing"] * 5  # third run
+
+
+def test_a_who_page_whose_fields_come_back_mostly_empty_is_a_parse_failure(world):
+    """The ids still match but most fields are empty: a dozen 'deletions' would be false."""
+    world.baseline()
+    before = world.counts()
+    targets = [world.nct[0], world.who_only[0]]
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "layout_change", "mode": "empty_fields", "trial": t}
+                             for t in targets])
+    result = world.refresh()
+    assert {(t, s) for t, s, _ in result.failures} == {(t, "who") for t in targets}
+    assert all("lost most of the fields" in e for _, _, e in result.failures), result.failures
+    assert_no_change(world, before)
+    # a field more kept: still far from the stored record
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "layout_change", "mode": "empty_fields", "trial": t,
+                              "keep": ["TrialIDLabel", "Public_titleLabel", "Scientific_titleLabel",
+                                       "Recruitment_statusLabel", "Date_registrationLabel"]} for t in targets])
+    result = world.refresh()
+    assert {(t, s) for t, s, _ in result.failures} == {(t, "who") for t in targets}
+    assert all("lost most of the fields" in e for _, _, e in result.failures), result.failures
+    assert_no_change(world, before)

@@ -24,7 +24,8 @@ Kinds and their parameters (what each simulates is in :data:`KINDS`):
   the first half of the body);
 * ``invalid_json``, ``html_instead_of_json``, ``empty_200``, ``bot_check``,
   ``access_denied``, ``error_page`` (all HTTP 200), ``layout_change`` (WHO span ids
-  renamed / CT.gov JSON keys renamed);
+  renamed / CT.gov JSON keys renamed; ``mode: "empty_fields"``: WHO ids kept but most
+  fields empty, only the ``keep`` span names, default title, status and ID, keep text);
 * ``huge`` (``size`` bytes, default 50 MB, streamed; chunked unless
   ``content_length: true``), ``deep_json`` (``depth``, default 100,000 nested objects);
 * ``not_found``: the registry denies the trial exists while it does (a portal serving its

@@ -214,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
                 for a, b in ((b'"protocolSection"', b'"protocol"'), (b'"identificationModule"', b'"identification"'),
                              (b'"statusModule"', b'"status"'), (b'"designModule"', b'"design"')):
                     body = body.replace(a, b)
+            elif p.get("mode") == "empty_fields":
+                body = render_who.fields_emptied(body, keep=p.get("keep"))
             else:
                 body = render_who.layout_changed(body)
             self._send(status, ctype, body, headers)
