@@ -124,6 +124,7 @@ def refresh(
                 on_request=on_request,
                 deadline=time.monotonic() + cfg.run_budget,
                 backoff_base=backoff_base,
+                should_stop=stop,
             )
             counts = _refresh_source(
                 store, client, source, ids, run_id, result, progress=progress, stop=stop, flush_log=flush_log
@@ -223,6 +224,9 @@ def _refresh_source(
         handled.add(fetched.trial_id)
         prior = states.get(fetched.trial_id)
         update = plan_fetched(store, prior, fetched, parser_version)
+        if update.outcome == "failed" and stop():
+            handled.discard(fetched.trial_id)  # cut short by the stop, not the registry: deferred
+            break
         if prior is not None and prior.state == "present" and update.outcome != "failed":
             answered_present += 1
         if update.outcome == "missing" and update.changes:

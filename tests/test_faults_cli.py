@@ -156,3 +156,32 @@ def test_disk_already_full_before_the_run(tmp_path, server, tiny_disk):
     result = trialwatch(config.path, "refresh")
     assert result.returncode == 0, result.stderr
     check_invariants(config.database_path)
+
+
+@pytest.mark.parametrize("server", [30], indirect=True)
+def test_sigterm_during_a_long_retry_wait_stops_at_once(tmp_path, server):
+    """SIGTERM (systemd, docker stop) must not wait out a registry's Retry-After."""
+    import signal
+
+    config = write_config(tmp_path, server, server.corpus.ids, who="retries = 3\nmax_retry_wait = 120")
+    assert trialwatch(config.path, "refresh").returncode == 0
+    server.set_faults([{"match": "/Trial2.aspx", "kind": "503", "retry_after": 30}])
+    proc = refresh_in_background(config.path)
+    time.sleep(1.5)  # the WHO workers are now waiting out their 30 s
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 5  # was the full backoff: ~2 minutes
+    assert "Traceback" not in err
+    assert "[interrupted]" in out and "deferred to next run" in out
+    assert ", failed 0" in out  # stopped, not failed: the trials are deferred
+    check_invariants(config.database_path)
+    server.clear_faults()
+    result = trialwatch(config.path, "refresh")
+    assert result.returncode == 0 and ", failed 0" in result.stdout
+    import sqlite3
+
+    conn = sqlite3.connect(config.database_path)
+    statuses = [s for (s,) in conn.execute("SELECT status FROM runs ORDER BY id")]
+    conn.close()
+    assert statuses == ["finished", "interrupted", "finished"]
