@@ -138,7 +138,7 @@ CREATE TABLE IF NOT EXISTS failure_events (
     trial_id TEXT NOT NULL,
     source TEXT NOT NULL,
     kind TEXT NOT NULL,                           -- failing | recovered
-    streak INTEGER NOT NULL,                      -- runs in a row that failed
+    streak INTEGER NOT NULL,                      -- runs in a row that failed (recovered: the alert's streak)
     error TEXT,                                   -- the last error of the streak
     detected_at TEXT NOT NULL
 );

@@ -179,7 +179,7 @@ class FailureLine:
     def describe(self) -> str:
         r = self.row
         if r["kind"] == "recovered":
-            return f"recovered after {r['streak']} failed runs in a row" if r["streak"] else "recovered"
+            return f"recovered (it had failed {r['streak']} or more runs in a row)" if r["streak"] else "recovered"
         text = f"failed {r['streak']} runs in a row"
         if r.get("error"):
             text += f"; last error: {r['error']}"
