@@ -90,7 +90,9 @@ class Daemon:
                     log.warning("%s: skipped this run: another refresh (pid %s) holds the lock", source, lock.holder())
                     return None
                 if not announced:
-                    log.info("%s: waiting for another refresh (pid %s) to finish", source, lock.holder())
+                    holder = lock.holder()
+                    who = "this daemon's other job" if holder == str(os.getpid()) else f"another refresh (pid {holder})"
+                    log.info("%s: waiting for %s to finish", source, who)
                     announced = True
             time.sleep(self.lock_poll)
         return None
@@ -134,11 +136,13 @@ class Daemon:
         return outcome
 
     def _next_note(self, source: str) -> str:
-        if self.scheduler is None:
-            return ""
-        job = self.scheduler.get_job(source)
-        when = getattr(job, "next_run_time", None) if job else None
-        return f"; next run {when.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}" if when else ""
+        """'; next run T' from the cron expression (jitter not included).
+
+        Computed, not asked of the scheduler: a job must never take the scheduler's
+        locks, which ``shutdown(wait=True)`` holds while it waits for that job.
+        """
+        when = next_runs(self.config, now_utc()).get(source)
+        return f"; next run {when:%Y-%m-%dT%H:%M:%SZ}" if when else ""
 
     # -- scheduling -------------------------------------------------------------------
 
