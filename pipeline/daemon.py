@@ -198,13 +198,16 @@ def setup_logging(level: int = logging.INFO, redact: logging.Filter | None = Non
     """One line per event on stderr, UTC timestamps, secrets redacted; library chatter quieted."""
     import sys
 
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "trialwatch", False)]:
+        root.removeHandler(old)  # set up twice in one process (tests): replace, never stack
     handler = logging.StreamHandler(sys.stderr)
+    handler.trialwatch = True  # type: ignore[attr-defined]
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     if redact is not None:
         handler.addFilter(redact)
-    root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("apscheduler", "httpx", "httpcore"):

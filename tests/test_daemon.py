@@ -257,3 +257,63 @@ def test_a_second_refresher_is_refused_by_the_lock_or_waits(tmp_path):
         out, err = waiting.communicate(timeout=30)
         assert waiting.returncode == 0, err
         assert "run 1:" in out
+
+
+def test_sigkill_leaves_a_sound_database_that_resumes(tmp_path):
+    corpus = Corpus(size=30, seed=4)
+    with SimulatorServer(corpus) as server:
+        config = write_config(tmp_path, server, corpus.ids[:30], schedule='ctgov = "0 0 1 1 *"\nwho = "*/1 * * * * *"',
+                              ctgov=False, who_extra="concurrency = 1")
+        db = tmp_path / "t.db"
+        server.add_fault({"match": "/Trial2.aspx", "kind": "timeout", "delay": 0.1})
+        proc = start_daemon(config, tmp_path / "daemon.log")
+        try:
+            wait_for(lambda: query(db, "SELECT id FROM snapshots LIMIT 3") and len(query(db, "SELECT id FROM snapshots")) >= 3,
+                     what="a refresh under way")
+        finally:
+            proc.kill()
+            proc.wait(10)
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
+        assert query(db, "SELECT status FROM runs") == [("running",)]
+        server.clear_faults()
+        done = subprocess.run([*TRIALWATCH, "--config", str(config), "daemon", "--once"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    runs = query(db, "SELECT status FROM runs ORDER BY id")
+    assert runs == [("interrupted",), ("finished",)]
+    states = query(db, "SELECT state, COUNT(*) FROM trials WHERE source = 'who' GROUP BY state")
+    assert dict(states).get("present", 0) + dict(states).get("missing", 0) == 30
+
+
+def test_a_failing_source_does_not_stop_the_other_and_alerts_once(tmp_path):
+    """CT.gov unreachable for three runs: WHO still refreshes; one failure alert per trial, then one recovery."""
+    from pipeline.commands.core import StopFlag
+    from pipeline.config import load_config
+    from pipeline.daemon import Daemon
+
+    corpus = Corpus(size=3, seed=5)
+    trials = corpus.ids[:3]
+    dead = f"http://127.0.0.1:{free_port()}/api/v2"
+    with SimulatorServer(corpus) as server, HookServer() as hook:
+        alerts = f'[[alerts]]\nchannel = "webhook"\nname = "hook"\nurl = "{hook.url}"\n'
+        schedule = 'ctgov = "0 0 1 1 *"\nwho = "0 0 1 1 *"\nfailure_alert_after = 3'
+        path = write_config(tmp_path, server, trials, schedule=schedule, alerts=alerts)
+        path.write_text(path.read_text().replace(server.ctgov_url, dead).replace("retries = 1", "retries = 0"))
+        config = load_config(path)
+        daemon = Daemon(config, should_stop=StopFlag())
+        for run in range(4):
+            ctgov, who = daemon.run_once()
+            assert ctgov.ran and ctgov.failed_trials == 3 and ctgov.error is None
+            assert who.ran and who.failed_trials == 0
+            assert len(hook.requests) == (0 if run < 2 else 1)
+        (alert,) = hook.requests
+        assert sorted((f["trial_id"], f["kind"], f["streak"]) for f in alert["body"]["failures"]) == [
+            (t, "failing", 3) for t in sorted(trials)
+        ]
+        path.write_text(path.read_text().replace(dead, server.ctgov_url))
+        daemon = Daemon(load_config(path), should_stop=StopFlag())
+        ctgov, who = daemon.run_once()
+        assert ctgov.failed_trials == 0
+        assert [f["kind"] for f in hook.requests[-1]["body"]["failures"]] == ["recovered"] * 3
+        daemon.run_once()
+        assert len(hook.requests) == 2
