@@ -42,7 +42,8 @@ del { background:var(--del); color:var(--del-fg); } ins { background:var(--ins);
 .words { margin-top:.3rem; padding:.3rem .5rem; background:var(--card); border-radius:.3rem; }
 ul.items { margin:.3rem 0 0; padding-left:1.2rem; } ul.items li.removed { text-decoration:line-through; }
 @media (max-width: 36rem) { body { padding:.6rem; font-size:15px; }
-  .values { grid-template-columns:1fr; } .arrow { display:none; } }
+  .values { grid-template-columns:1fr; } .arrow { display:none; }
+  .old::before { content:"was: "; font-weight:600; } .new::before { content:"now: "; font-weight:600; } }
 """
 
 
