@@ -66,8 +66,8 @@ def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[st
     try:
         corpus = Corpus(size=max(n_trials, 12), seed=1)
         with SimulatorServer(corpus) as server:
-            trial_ids = corpus.trial_ids()[:n_trials]
-            echo(f"registry simulator on {server.base_url} ({len(corpus.trial_ids())} trials)")
+            trial_ids = corpus.ids[:n_trials]
+            echo(f"registry simulator on {server.base_url} ({len(corpus.ids)} trials)")
             config_path = write_demo_config(folder, server.ctgov_url, server.who_url, trial_ids)
             config = load_config(config_path)
             echo(f"watching {len(trial_ids)} trials; config {config_path}")

@@ -33,6 +33,16 @@ IDENTITY_FIELDS = frozenset({"trial_id", "source"})
 
 RECORD_FIELD = "_record"  # the pseudo-field of "missing" and "reappeared" changes
 
+#: A registry's own wording travels with its normalized field: when both change, the
+#: wording's change is kept as a "detail" (lossless, so applying changes rebuilds the
+#: record) but listings and alerts show the normalized change once, not twice.
+COMPANION_FIELDS = {
+    "recruitment_status_raw": "recruitment_status",
+    "target_size_raw": "target_size",
+    "primary_outcomes_detail": "primary_outcomes",
+    "secondary_outcomes_detail": "secondary_outcomes",
+}
+
 
 def _norm_text(value: str) -> str:
     return " ".join(value.split())
@@ -101,6 +111,11 @@ def diff_records(old: Record, new: Record) -> list[Change]:
             change["added"] = added
             change["removed"] = removed
         changes.append(change)
+    changed = {c["field"] for c in changes}
+    for change in changes:
+        main = COMPANION_FIELDS.get(change["field"])
+        if main is not None and main in changed:
+            change["kind"] = "detail"
     return changes
 
 
@@ -155,7 +170,7 @@ def apply_changes(old: Record, changes: Iterable[Change]) -> Record:
     """The record that results from applying recorded field changes to ``old``."""
     out = dict(old)
     for change in changes:
-        if change.get("kind", "field") != "field":
+        if change.get("kind", "field") not in ("field", "detail"):
             continue
         out[change["field"]] = change["new"]
     return out

@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS changes (
     added TEXT,                                   -- JSON list, for list fields
     removed TEXT,                                 -- JSON list, for list fields
     significance TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'field',           -- field | missing | reappeared
+    kind TEXT NOT NULL DEFAULT 'field',           -- field | detail | missing | reappeared
     detected_at TEXT NOT NULL,
     backfilled INTEGER NOT NULL DEFAULT 0
 );
@@ -593,11 +593,18 @@ class Store:
         source: str | None = None,
         after_id: int | None = None,
         include_backfilled: bool = True,
+        include_details: bool = False,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Stored changes, oldest first, with JSON columns decoded."""
+        """Stored changes, oldest first, with JSON columns decoded.
+
+        "detail" rows (a registry's wording changing along with its normalized
+        field) are left out unless ``include_details``.
+        """
         sql = "SELECT * FROM changes WHERE 1=1"
         params: list[Any] = []
+        if not include_details:
+            sql += " AND kind != 'detail'"
         if since:
             sql += " AND detected_at >= ?"
             params.append(since)

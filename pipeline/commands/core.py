@@ -148,12 +148,14 @@ def show_cmd(app, trial_id, source, as_json):
 @click.option("--trial", "trial_id", callback=trial_id_arg, help="Only this trial.")
 @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
 @click.option("--significance", multiple=True, help="Only these significances (repeatable).")
+@click.option("--details", is_flag=True,
+              help="Also list 'detail' rows: the registry's own wording changing along with its normalized field.")
 @click.pass_obj
-def changes_cmd(app, as_json, since, trial_id, source, significance):
+def changes_cmd(app, as_json, since, trial_id, source, significance, details):
     """List recorded changes, oldest first."""
     since = _iso_since(since)
     with app.store() as store:
-        rows = store.changes(since=since, trial_id=trial_id, source=source)
+        rows = store.changes(since=since, trial_id=trial_id, source=source, include_details=details)
     if significance:
         rows = [r for r in rows if r["significance"] in significance]
     if as_json:
