@@ -185,7 +185,8 @@ class Daemon:
         if not self.config.enabled_sources():
             log.warning("no source is enabled: nothing to schedule")
         self.start()
-        log.info("daemon running (pid %d); SIGTERM or Ctrl-C stops it", os.getpid())
+        channels = ", ".join(f"{r.channel} {r.name!r}" for r in self.config.alerts) or "none configured"
+        log.info("daemon running (pid %d); alerts: %s; SIGTERM or Ctrl-C stops it", os.getpid(), channels)
         while not stop_event.wait(1.0):
             pass
         log.info("stopping: letting the trial in hand finish")

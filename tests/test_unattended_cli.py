@@ -81,3 +81,23 @@ def test_deliver_without_alerts_and_with_an_unknown_name(app):
     assert "nothing to deliver" in run("deliver").output
     bad = run("deliver", "--alert", "nope")
     assert bad.exit_code == 2 and "no alert rule named 'nope'" in bad.output
+
+
+def test_a_second_daemon_on_the_same_database_is_refused(app):
+    import subprocess
+    import sys
+
+    run = app()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        store = Store(app.db)
+        store.set_meta("daemon", json.dumps({"pid": other.pid, "started_at": "2026-11-25T00:00:00Z"}))
+        store.close()
+        result = run("daemon")
+        assert result.exit_code == 1
+        assert f"a trialwatch daemon (pid {other.pid}" in result.output and "already running" in result.output
+    finally:
+        other.kill()
+        other.wait()
+    status = json.loads(run("status", "--json").output)
+    assert status["daemon"] == {"running": False}  # the recorded pid is gone

@@ -90,6 +90,12 @@ def daemon_cmd(app, once, sources, wait, log_level):
         outcomes = daemon.run_once()
         sys.exit(1 if any(o.error for o in outcomes) else 0)
     with Store(config.database_path) as store:
+        running = json.loads(store.get_meta("daemon") or "null")
+        if running and running.get("pid") != os.getpid() and _pid_alive(running.get("pid")):
+            raise click.ClickException(
+                f"a trialwatch daemon (pid {running['pid']}, started {running.get('started_at')}) is already "
+                f"running on {config.database_path}; stop it first (SIGTERM)"
+            )
         store.set_meta("daemon", json.dumps({"pid": os.getpid(), "started_at": utcnow()}))
     try:
         daemon.run_forever(stop.event)
