@@ -53,13 +53,14 @@ def _trial_selected(rule: Any, trial_id: str, source: str, tags: Mapping[str, It
 def matches(rule: Any, change: Mapping[str, Any], tags: Mapping[str, Iterable[str]]) -> bool:
     """Whether ``rule`` wants ``change`` delivered.
 
-    A change passes when it is not backfilled history, its significance is one the
+    A change passes when it is neither backfilled history nor a "detail" row (the
+    registry's wording moving with its normalized field), its significance is one the
     rule lists, its field is one the rule lists (when it lists any), and its trial is
     one of the rule's ``trials`` or belongs to one of its ``tags`` (when it names any),
     from one of its ``sources`` (when it names any).  ``tags`` maps a tag name to the
     trial IDs of ``[watch.tags]``.
     """
-    if change.get("backfilled"):
+    if change.get("backfilled") or change.get("kind") == "detail":
         return False
     if change["significance"] not in rule.significance:
         return False

@@ -790,7 +790,9 @@ class Store:
 
         Returns (changes, failure events, change id upto, failure id upto): every
         non-backfilled change and every failure event past the channel's cursors, up to
-        the ids stored when this was read.  Backfilled changes are history, never alerts.
+        the ids stored when this was read.  Backfilled changes are history, never alerts;
+        "detail" rows (the registry's wording moving with its normalized field) would
+        say the same thing twice.
         """
         row = self.channel(name)
         if row is None:
@@ -799,7 +801,8 @@ class Store:
         changes = [
             decode_change(dict(r))
             for r in self.db.query(
-                "SELECT * FROM changes c WHERE c.id > ? AND c.id <= ? AND c.backfilled = 0 AND NOT EXISTS"
+                "SELECT * FROM changes c WHERE c.id > ? AND c.id <= ? AND c.backfilled = 0 AND c.kind != 'detail'"
+                " AND NOT EXISTS"
                 " (SELECT 1 FROM deliveries d WHERE d.channel = ? AND d.item = 'change' AND d.item_id = c.id)"
                 " ORDER BY c.id",
                 [row["change_cursor"], upto_change, name],

@@ -25,6 +25,7 @@ def test_default_rule_takes_all_but_other_and_never_backfilled():
     assert matches(rule, change(field="countries", significance="sites"), tags)
     assert not matches(rule, change(field="acronym", significance="other"), tags)
     assert not matches(rule, change(backfilled=True), tags)
+    assert not matches(rule, change(field="recruitment_status_raw", kind="detail"), tags)
 
 
 def test_significance_fields_trials_tags_sources():

@@ -150,6 +150,19 @@ def test_rules_choose_per_channel(tmp_path, store):
         assert [o.sent for o in deliver_pending(config, store)] == [False, False]
 
 
+def test_a_status_change_is_alerted_once_not_with_its_raw_wording(tmp_path, store):
+    with HookServer() as hook:
+        config = make_config(tmp_path, {"channel": "webhook", "name": "hook", "url": hook.url})
+        save(store, None, record("NCT01000001", recruitment_status_raw="RECRUITING"))
+        deliver_pending(config, store)
+        old = store.load_state("NCT01000001", "ctgov").record
+        changes = save(store, old, {**old, "recruitment_status": "completed", "recruitment_status_raw": "COMPLETED"})
+        assert sorted(c["kind"] for c in changes) == ["detail", "field"]
+        deliver_pending(config, store)
+        (req,) = hook.requests
+        assert [c["field"] for c in req["body"]["changes"]] == ["recruitment_status"]
+
+
 def test_backfilled_changes_are_never_alerts(tmp_path, store):
     with HookServer() as hook:
         config = make_config(tmp_path, {"channel": "webhook", "name": "hook", "url": hook.url})
