@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from pipeline.deliver.base import Batch, DeliveryError
 from pipeline.report import FILE_TYPES, render
@@ -27,7 +28,7 @@ def send_folder(batch: Batch) -> str:
             target = folder / f"trialwatch-{stamp}-{n}.{ext}"
             n += 1
         tmp = target.with_name("." + target.name + ".tmp")
-        tmp.write_text(render(batch.report, fmt, feed_id=f"urn:trialwatch:{rule.name}"), encoding="utf-8")
+        tmp.write_text(render(batch.report, fmt, feed_id=f"urn:trialwatch:alert:{quote(rule.name, safe='')}"), encoding="utf-8")
         os.replace(tmp, target)
     except OSError as exc:
         raise DeliveryError(f"cannot write a report in {folder}: {exc.strerror or exc}") from None
