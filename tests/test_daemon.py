@@ -21,10 +21,9 @@ import pytest
 
 from alert_support import HookServer, free_port
 
-pytest.importorskip("pipeline.simulator.server")
-from pipeline.lock import RefreshLock  # noqa: E402
-from pipeline.simulator.corpus import Corpus  # noqa: E402
-from pipeline.simulator.server import SimulatorServer  # noqa: E402
+from pipeline.lock import RefreshLock
+from pipeline.simulator.corpus import Corpus
+from pipeline.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 
