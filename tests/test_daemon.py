@@ -264,7 +264,7 @@ def test_sigkill_leaves_a_sound_database_that_resumes(tmp_path):
         config = write_config(tmp_path, server, corpus.ids[:30], schedule='ctgov = "0 0 1 1 *"\nwho = "*/1 * * * * *"',
                               ctgov=False, who_extra="concurrency = 1")
         db = tmp_path / "t.db"
-        server.add_fault({"match": "/Trial2.aspx", "kind": "timeout", "delay": 0.1})
+        server.add_fault({"match": "/Trial2.aspx", "kind": "timeout", "delay": 0.2})
         proc = start_daemon(config, tmp_path / "daemon.log")
         try:
             wait_for(lambda: query(db, "SELECT id FROM snapshots LIMIT 3") and len(query(db, "SELECT id FROM snapshots")) >= 3,
