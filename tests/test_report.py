@@ -244,3 +244,30 @@ def test_long_text_renders_whole_new_value_in_json(store):
     doc = json.loads(render(_report(store), "json"))
     (row,) = [r for r in doc["changes"] if r["field"] == "inclusion_criteria"]
     assert row["new"] == LONG_NEW
+
+
+def test_failures_reported_once_by_cursor_and_while_they_last_by_window(tmp_path):
+    from alert_support import fail
+
+    store = Store(tmp_path / "t.db")
+    save(store, None, record("NCT01000009"))
+    for _ in range(4):
+        fail(store, "NCT01000009", error="HTTP 503")
+    store.note_failure_streaks(3)
+
+    def failures(since):
+        loaded = load_report(store, since, generated_at="2026-11-25T12:00:00Z", failure_alert_after=3)
+        if since.last:
+            store.set_report_cursor(loaded.upto_change, loaded.upto_failure)
+        return [(f.row["kind"], f.row["streak"]) for f in loaded.report.failures]
+
+    assert failures(Since(last=True)) == [("failing", 4)]
+    assert failures(Since(last=True)) == []  # not new any more
+    assert failures(Since(at="2000-01-01T00:00:00Z")) == [("failing", 4)]  # the event is in the window
+    later = load_report(store, Since(at="2999-01-01T00:00:00Z"), generated_at="2026-11-25T12:00:00Z").report
+    assert [(f.row["kind"], f.row["streak"]) for f in later.failures] == [("still_failing", 4)]
+    assert "still failing: 4 runs in a row; last error: HTTP 503" in render(later, "text")
+    assert "1 trial failing" in later.summary()
+    feed = ET.fromstring(render(later, "atom", feed_id="urn:x").encode())
+    assert [e.find(f"{ATOM}id").text for e in feed.findall(f"{ATOM}entry")] == ["urn:x:failing:ctgov:NCT01000009:4"]
+    store.close()

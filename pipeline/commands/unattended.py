@@ -273,7 +273,13 @@ def report_cmd(app, since_text, fmt, out, include_backfilled, peek):
         raise click.BadParameter(str(exc), param_hint="--since") from None
     with Store(config.database_path) as store:
         note_failures(config, store)
-        loaded = load_report(store, since, generated_at=utcnow(), include_backfilled=include_backfilled)
+        loaded = load_report(
+            store,
+            since,
+            generated_at=utcnow(),
+            include_backfilled=include_backfilled,
+            failure_alert_after=config.failure_alert_after,
+        )
         feed_id = "urn:trialwatch:" + _feed_key(config.database_path)
         text = render(loaded.report, fmt, feed_id=feed_id)
         if out:

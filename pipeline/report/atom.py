@@ -47,7 +47,10 @@ def render_atom(report: Report, *, feed_id: str) -> str:
     for f in report.failures:
         r = f.row
         entry = _sub(feed, "entry")
-        _sub(entry, "id", f"{feed_id}:failure:{r['id']}")
+        if r["id"] is not None:
+            _sub(entry, "id", f"{feed_id}:failure:{r['id']}")
+        else:  # still failing: one entry per trial and streak length
+            _sub(entry, "id", f"{feed_id}:failing:{r['source']}:{r['trial_id']}:{r['streak']}")
         _sub(entry, "title", f"{r['trial_id']} ({r['source']}): {f.describe()}")
         _sub(entry, "updated", r["detected_at"])
         _sub(entry, "link", rel="alternate", href=f.url)

@@ -24,12 +24,18 @@ def load_report(
     *,
     generated_at: str,
     include_backfilled: bool = False,
+    failure_alert_after: int = 3,
     title: str = "trialwatch report",
 ) -> LoadedReport:
     """The changes and failure events in the window, as a :class:`Report`.
 
     The ids are fixed before reading, so changes a concurrent refresh adds meanwhile
     are neither shown nor skipped: the next ``--since last`` report has them.
+
+    A date-window report also lists trials still failing (``failure_alert_after`` runs
+    or more) whose failure alert came before the window: a weekly report should not
+    forget a trial that has been failing for a month.  ``--since last`` reports only
+    what is new, so not these.
     """
     upto_change, upto_failure = store.max_ids()
     if since.last:
@@ -40,6 +46,14 @@ def load_report(
         changes = store.changes(since=since.at, include_backfilled=include_backfilled)
         failures = store.failure_events(since=since.at, upto_id=upto_failure)
     changes = [c for c in changes if c["id"] <= upto_change]
+    if not since.last:
+        in_window = {(f["trial_id"], f["source"]) for f in failures if f["kind"] == "failing"}
+        failures += [
+            {"id": None, "trial_id": t["trial_id"], "source": t["source"], "kind": "still_failing",
+             "streak": t["fail_streak"], "error": t["last_error"], "detected_at": t["last_checked"] or generated_at}
+            for t in store.failing_trials(failure_alert_after)
+            if (t["trial_id"], t["source"]) not in in_window
+        ]
     report = build_report(
         changes, failures, titles=store.trial_titles(), generated_at=generated_at, since=since.describe(), title=title
     )

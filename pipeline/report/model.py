@@ -11,7 +11,8 @@ everything a reader sees besides layout:
   as a word-level diff with the unchanged stretches shortened;
 * each trial links to its registry page;
 * failure events (a trial failing run after run, and its recovery) are their own
-  section, never mixed with changes.
+  section, never mixed with changes; a report over a date window also lists the
+  trials still failing whose alert came before the window.
 """
 
 from __future__ import annotations
@@ -171,13 +172,17 @@ class TrialGroup:
 
 @dataclass
 class FailureLine:
-    """A failure event: ``failing`` (failed N runs in a row) or ``recovered``."""
+    """A failure: the events ``failing`` (failed N runs in a row) and ``recovered``, or
+    ``still_failing`` (a date-window report's note of a streak that began before the window)."""
 
     row: dict[str, Any]
     url: str
 
     def describe(self) -> str:
         r = self.row
+        if r["kind"] == "still_failing":
+            text = f"still failing: {r['streak']} runs in a row"
+            return text + (f"; last error: {r['error']}" if r.get("error") else "")
         if r["kind"] == "recovered":
             return f"recovered (it had failed {r['streak']} or more runs in a row)" if r["streak"] else "recovered"
         text = f"failed {r['streak']} runs in a row"
@@ -217,7 +222,7 @@ class Report:
             text = f"{n} change{'s' if n != 1 else ''} in {len(self.groups)} trial{'s' if len(self.groups) != 1 else ''} ({parts})"
         else:
             text = "no changes"
-        failing = sum(1 for f in self.failures if f.row["kind"] == "failing")
+        failing = sum(1 for f in self.failures if f.row["kind"] in ("failing", "still_failing"))
         recovered = sum(1 for f in self.failures if f.row["kind"] == "recovered")
         if failing:
             text += f"; {failing} trial{'s' if failing != 1 else ''} failing"
