@@ -211,7 +211,7 @@ def setup_logging(level: int = logging.INFO, redact: logging.Filter | None = Non
         handler.addFilter(redact)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("apscheduler", "httpx", "httpcore"):
+    for noisy in ("apscheduler", "httpx", "httpcore", "apprise"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
 

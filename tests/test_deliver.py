@@ -25,6 +25,7 @@ from pipeline.store import Store
 TOKEN = "tok-7f3a9c1e5b-SECRET"
 PASSWORD = "pw-2b8d4e6f0a-SECRET"
 APPRISE_PASSWORD = "ap-9e1c3a5b7d-SECRET"
+PATH_TOKEN = "pathtoken-4c2e8a6f1b"
 
 
 def make_config(tmp_path, *alerts, **top):
@@ -338,9 +339,11 @@ def test_missing_password_variable_is_named_not_guessed(tmp_path, store, monkeyp
 
 def test_apprise_url_delivers_and_its_credentials_stay_secret(tmp_path, store, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="apprise")
     with HookServer(statuses=[500]) as hook:
         port = hook.url.split(":")[2].split("/")[0]
-        monkeypatch.setenv("APPRISE_URL", f"json://watcher:{APPRISE_PASSWORD}@127.0.0.1:{port}/hook")
+        url = f"json://watcher:{APPRISE_PASSWORD}@127.0.0.1:{port}/hook/{PATH_TOKEN}"
+        monkeypatch.setenv("APPRISE_URL", url)
         config = make_config(tmp_path, {"channel": "apprise", "name": "push", "url_env": "APPRISE_URL"})
         redactor = Redactor(secret_values(config))
         logging.getLogger().addFilter(redactor)
@@ -360,8 +363,9 @@ def test_apprise_url_delivers_and_its_credentials_stay_secret(tmp_path, store, m
         assert outcome.ok, outcome.detail
         (req,) = hook.requests
         assert "NCT01000002" in req["body"]["message"] and req["body"]["title"].startswith("trialwatch: 1 change")
-        assert req["headers"]["Authorization"].startswith("Basic ")
-    assert APPRISE_PASSWORD not in caplog.text
+        assert req["headers"]["Authorization"].startswith("Basic ") and req["path"] == f"/hook/{PATH_TOKEN}"
+    assert "JSON POST URL" in caplog.text  # apprise logs the URL it posts to (path included) ...
+    assert APPRISE_PASSWORD not in caplog.text and PATH_TOKEN not in caplog.text  # ... redacted
     assert APPRISE_PASSWORD not in (store.channel("push")["last_error"] or "")
 
 
@@ -374,7 +378,11 @@ def test_redactor_replaces_every_known_secret(tmp_path, monkeypatch):
         {"channel": "email", "name": "b", "smtp_host": "h", "from": "f@x", "to": ["t@x"], "username": "u",
          "password_env": "P"},
         {"channel": "apprise", "name": "c", "url": "tgram://123456:ABCDEF-bot-token/987"},
+        {"channel": "webhook", "name": "d", "url": "https://hooks.example.org/services/T0001/B0002/XXXXYYYYZZZZ"},
     )
     redact = Redactor(secret_values(config))
     text = f"a {TOKEN} b {PASSWORD} c tgram://123456:ABCDEF-bot-token/987 d"
     assert redact(text) == "a *** b *** c *** d"
+    # rewritten forms of a URL that libraries log still lose their tokens
+    assert redact("posting to https://123456:ABCDEF-bot-token@api.telegram.org") == "posting to https://***@api.telegram.org"
+    assert "XXXXYYYYZZZZ" not in redact("POST https://hooks.example.org/services/T0001/B0002/XXXXYYYYZZZZ: 500")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pipeline.config import AlertRule, Config
 from pipeline.errors import TrialwatchError
@@ -60,29 +61,46 @@ def channel_url(rule: AlertRule, environ: Mapping[str, str]) -> str:
     return url
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$")
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be credentials: password, long path segments, query values.
+
+    Services put tokens in any of these (``tgram://BOTTOKEN/CHAT``,
+    ``https://hooks.example/services/T000/B000/XXXX``), and libraries log the URL in
+    a rewritten form, so the whole URL alone is not enough to redact.
+    """
+    parts = urlsplit(url)
+    out = [url]
+    if parts.password:
+        out.append(parts.password)
+    if parts.username and len(parts.username) >= 8:
+        out.append(parts.username)
+    host = parts.netloc.rpartition("@")[2]
+    if host and not _HOST.match(host):  # e.g. tgram://BOTID:TOKEN/CHAT keeps its token where a host goes
+        out.append(host)
+    out += [seg for seg in parts.path.split("/") if len(seg) >= 8]
+    out += [v for _, v in parse_qsl(parts.query) if len(v) >= 8]
+    return out
+
+
 def secret_values(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
     """Every value that must never be printed: env secrets, URL passwords and tokens."""
     environ = os.environ if environ is None else environ
     out: list[str] = []
     for rule in config.alerts:
-        for key in ("password_env", "token_env", "url_env"):
+        for key in ("password_env", "token_env"):
             name = rule.options.get(key)
             if name and environ.get(name):
                 out.append(environ[name])
-        url = rule.options.get("url")
-        if url:
-            if rule.channel == "apprise":
-                out.append(url)  # apprise URLs carry their credentials in the URL itself
-            parts = urlsplit(url)
-            if parts.password:
-                out.append(parts.password)
-            if parts.query:
-                out.append(parts.query)
-    for value in list(out):
-        if value.startswith(("http://", "https://")) or "://" in value:
-            parts = urlsplit(value)
-            if parts.password:
-                out.append(parts.password)
+        urls = []
+        if rule.options.get("url_env") and environ.get(rule.options["url_env"]):
+            urls.append(environ[rule.options["url_env"]])
+        if rule.options.get("url"):
+            urls.append(rule.options["url"])
+        for url in urls:
+            out += _url_secrets(url)
     # Longest first, so a secret that contains another is replaced whole.
     return sorted({v for v in out if len(v) >= 4}, key=len, reverse=True)
 
