@@ -97,15 +97,15 @@ def start_daemon(config: Path, log: Path, *args, env=None):
     )
 
 
-def stop(proc, timeout=20.0) -> int:
+def stop(proc, timeout=20.0, sig=signal.SIGTERM) -> int:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError("the daemon did not stop within 20 s of SIGTERM")
+        raise AssertionError(f"the daemon did not stop within 20 s of {sig.name}")
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ starttls = false
             wait_for(lambda: hook.requests and inbox.messages, what="a webhook POST and an e-mail")
             picked_up = time.monotonic() - started
         finally:
-            code = stop(proc)
+            code = stop(proc, sig=signal.SIGINT)  # Ctrl-C: the same clean stop as SIGTERM
         assert code == 0
         text = log.read_text()
     body = hook.requests[0]["body"]
