@@ -64,6 +64,10 @@ class TrialwatchGroup(click.Group):
         except TrialwatchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # a file the user named cannot be read or written
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=TrialwatchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.alert_rules import validate_alert_options
 from pipeline.cron import validate_cron
 from pipeline.errors import ConfigError, InvalidTrialId
+from pipeline.record import SIGNIFICANCE_ORDER
 from pipeline.trial_ids import normalize_trial_id
 from pipeline.validate import check_url
 
@@ -113,17 +114,7 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
-SIGNIFICANCES = (
-    "status",
-    "outcomes",
-    "enrollment",
-    "dates",
-    "eligibility",
-    "sponsor",
-    "sites",
-    "results",
-    "other",
-)
+SIGNIFICANCES = SIGNIFICANCE_ORDER
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from pipeline.errors import LockHeld
+from pipeline.errors import LockHeld, StoreError
 
 
 class RefreshLock:
@@ -31,8 +31,11 @@ class RefreshLock:
             return "unknown"
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             try:

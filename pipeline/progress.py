@@ -15,13 +15,13 @@ class Progress:
         self.tty = self.stream.isatty() if force_tty is None else force_tty
         self.interval = interval if not self.tty else 0.1
         self.started: dict[str, float] = {}
-        self.last_shown = 0.0
+        self.last_shown: float | None = None
         self.active = False
 
     def __call__(self, label: str, done: int, total: int) -> None:
         now = time.monotonic()
         start = self.started.setdefault(label, now)
-        if done < total and now - self.last_shown < self.interval:
+        if done < total and self.last_shown is not None and now - self.last_shown < self.interval:
             return
         self.last_shown = now
         elapsed = max(now - start, 1e-6)

@@ -133,3 +133,10 @@ def test_every_command_and_option_is_in_the_readme():
             for opt in getattr(param, "opts", []):
                 if opt.startswith("--") and opt not in ("--help",):
                     assert re.search(re.escape(opt) + r"\b", readme), f"option {opt} of {' '.join(path)} missing"
+
+
+def test_unwritable_database_folder_is_a_clear_error(tmp_path):
+    cfg = write_config(tmp_path, '[database]\npath = "/proc/nope/x.db"\n[watch]\ntrials = ["NCT04252118"]\n')
+    result = run("--config", str(cfg), "refresh")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "/proc/nope" in result.stderr
