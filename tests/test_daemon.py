@@ -7,7 +7,6 @@ seconds-level schedule; every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
