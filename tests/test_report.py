@@ -89,6 +89,8 @@ def test_every_format_carries_the_same_changes(store):
         for group in report.groups:
             assert group.trial_id in out[fmt] and group.url in out[fmt], fmt
         assert report.summary() in out[fmt].replace("&amp;", "&"), fmt
+    assert out["text"].startswith("trialwatch report (since the last report)\n")
+    assert doc["title"] == "trialwatch report" and "<title>trialwatch report</title>" in out["html"]
     assert "recruiting -> completed" in out["text"]
     assert "[-65-] {+75+}" in out["text"]
 
@@ -270,4 +272,46 @@ def test_failures_reported_once_by_cursor_and_while_they_last_by_window(tmp_path
     assert "1 trial failing" in later.summary()
     feed = ET.fromstring(render(later, "atom", feed_id="urn:x").encode())
     assert [e.find(f"{ATOM}id").text for e in feed.findall(f"{ATOM}entry")] == ["urn:x:failing:ctgov:NCT01000009:4"]
+    store.close()
+
+
+@pytest.mark.parametrize("fault", [{"kind": "script_title"}, {"kind": "control_chars", "mode": "escaped"}],
+                         ids=["script", "control-chars"])
+def test_hostile_registry_titles_end_to_end(tmp_path, fault):
+    """A registry serves a hostile title: refresh stores it, HTML shows it as text, Atom stays XML."""
+    from pipeline.config import parse_config
+    from pipeline.refresh import refresh
+    from pipeline.simulator.corpus import Corpus
+    from pipeline.simulator.faults import SCRIPT_TITLE
+    from pipeline.simulator.server import SimulatorServer
+
+    corpus = Corpus(size=2, seed=7)
+    trial = corpus.ids[0]
+    with SimulatorServer(corpus) as server:
+        config = parse_config({
+            "database": {"path": str(tmp_path / "t.db")},
+            "sources": {"ctgov": {"base_url": server.ctgov_url, "requests_per_second": 50, "retries": 0},
+                        "who": {"enabled": False}},
+            "watch": {"trials": [trial]},
+        })
+        store = Store(config.database_path)
+        refresh(config, store)
+        server.add_fault({"match": "/api/v2/studies", **fault})
+        refresh(config, store)
+    report = load_report(store, Since(last=True), generated_at="2026-11-25T12:00:00Z").report
+    title_changes = [c for c in report.change_lines if c.field == "public_title"]
+    assert title_changes, "the hostile title was not recorded as a change"
+    html = render(report, "html")
+    parser = _Tags()
+    parser.feed(html)
+    assert "script" not in parser.tags
+    if fault["kind"] == "script_title":
+        assert SCRIPT_TITLE in "".join(parser.text)
+    ET.fromstring(render(report, "atom", feed_id="urn:x").encode("utf-8"))
+    assert json.loads(render(report, "json"))["changes"][0]["new"] == title_changes[0].row["new"]  # lossless
+    if fault["kind"] == "control_chars":
+        assert "\x1b" in title_changes[0].row["new"]  # stored as the registry gave it ...
+        for fmt in ("text", "markdown", "html", "csv"):
+            out = render(report, fmt)
+            assert "\x1b" not in out and "\x00" not in out, fmt  # ... never replayed to a terminal
     store.close()

@@ -3,7 +3,7 @@
 Each change row has the keys of ``trialwatch changes --json`` plus ``id``, ``title``
 and ``url``, in report order.  JSON adds the summary and the failure events; CSV is
 the change rows alone (one kind of row per file), values that are lists or objects
-written as JSON.
+written as JSON, control characters in text shown as U+FFFD (JSON escapes them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import io
 import json
 from typing import Any
 
-from pipeline.report.model import ChangeLine, Report, TrialGroup
+from pipeline.report.model import ChangeLine, Report, TrialGroup, printable
 
 CSV_COLUMNS = (
     "id", "trial_id", "source", "title", "url", "significance", "field", "kind", "old", "new",
@@ -62,7 +62,9 @@ def _cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)  # JSON escapes control characters
+    if isinstance(value, str):
+        return printable(value)  # a CSV printed on a terminal must not carry ESC sequences
     return value
 
 

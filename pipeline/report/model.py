@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -34,6 +35,18 @@ CONTEXT_WORDS = 8
 REGISTRY_NAMES = {"ctgov": "ClinicalTrials.gov", "who": "WHO ICTRP"}
 
 _RANK = {name: i for i, name in enumerate(SIGNIFICANCE_ORDER)}
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as U+FFFD.
+
+    A registry value carrying ESC sequences must not recolour or move the cursor of
+    the terminal a text report is printed on, and NUL has no place in HTML.
+    """
+    return _CONTROL.sub("\ufffd", text)
 
 
 def registry_url(trial_id: str, source: str) -> str:
@@ -54,14 +67,14 @@ def format_value(value: Any) -> str:
     if value is None or value == "" or value == []:
         return "(none)"
     if isinstance(value, str):
-        return value.strip()
+        return printable(value.strip())
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, list):
         return "; ".join(format_item(v) for v in value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return printable(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 
 def format_item(item: Any) -> str:
@@ -244,7 +257,7 @@ def change_line(row: dict[str, Any]) -> ChangeLine:
         line.added = [format_item(v) for v in row.get("added") or []]
         line.removed = [format_item(v) for v in row.get("removed") or []]
     elif isinstance(old, str) and isinstance(new, str) and max(len(old), len(new)) > LONG_TEXT:
-        line.words = word_diff(old, new)
+        line.words = word_diff(printable(old), printable(new))
     return line
 
 
@@ -263,10 +276,14 @@ def build_report(
     for row in changes:
         key = (row["trial_id"], row["source"])
         if key not in groups:
-            groups[key] = TrialGroup(row["trial_id"], row["source"], titles.get(key), registry_url(*key))
+            name = titles.get(key)
+            groups[key] = TrialGroup(row["trial_id"], row["source"], name and printable(name), registry_url(*key))
         groups[key].changes.append(change_line(row))
     for g in groups.values():
         g.changes.sort(key=lambda c: (c.rank, c.id))
     ordered = sorted(groups.values(), key=lambda g: (g.rank, g.trial_id, g.source))
-    failure_lines = [FailureLine(dict(f), registry_url(f["trial_id"], f["source"])) for f in failures]
+    failure_lines = [
+        FailureLine({**f, "error": f.get("error") and printable(f["error"])}, registry_url(f["trial_id"], f["source"]))
+        for f in failures
+    ]
     return Report(title=title, generated_at=generated_at, since=since, groups=ordered, failures=failure_lines)
