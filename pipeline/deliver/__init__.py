@@ -21,6 +21,7 @@ from pipeline.alert_rules import matches, wants_failure
 from pipeline.config import AlertRule, Config
 from pipeline.deliver.base import Batch, DeliveryError, Redactor, secret_values
 from pipeline.report import build_report
+from pipeline.report.model import printable
 from pipeline.store import Store, utcnow
 
 log = logging.getLogger("trialwatch.deliver")
@@ -75,7 +76,8 @@ def note_failures(config: Config, store: Store) -> list[dict]:
     events = store.note_failure_streaks(config.failure_alert_after)
     for e in events:
         if e["kind"] == "failing":
-            log.warning("%s (%s) failed %d runs in a row: %s", e["trial_id"], e["source"], e["streak"], e["error"])
+            error = printable(e["error"] or "")  # registry bytes may be quoted in it: no ESC into the log
+            log.warning("%s (%s) failed %d runs in a row: %s", e["trial_id"], e["source"], e["streak"], error)
         else:
             log.info("%s (%s) recovered", e["trial_id"], e["source"])
     return events
