@@ -191,6 +191,7 @@ def _run_json(run: dict) -> dict:
 
 def _status_text(doc: dict) -> str:
     from pipeline.render_table import short, table
+    from pipeline.report.model import printable
 
     d = doc["daemon"]
     lines = [f"database: {doc['database']}"]
@@ -220,7 +221,7 @@ def _status_text(doc: dict) -> str:
         lines.append(
             table(
                 ((t["trial_id"], t["source"], t["fail_streak"], "yes" if t["alerted"] else "no",
-                  short(t["last_error"], 70)) for t in doc["failing_trials"]),
+                  short(printable(t["last_error"] or ""), 70)) for t in doc["failing_trials"]),
                 ["trial", "source", "runs failed", "alerted", "last error"],
             )
         )
