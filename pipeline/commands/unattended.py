@@ -53,7 +53,8 @@ def _pid_alive(pid: int | None) -> bool:
     default=True,
     help="When another refresh holds the lock at run time: wait for it (default), or skip that run.",
 )
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True,
+              help="How much to log to stderr (info: one line per run and per delivery).")
 @click.pass_obj
 def daemon_cmd(app, once, sources, wait, log_level):
     """Refresh on the [schedule] in the config and deliver new alerts.
