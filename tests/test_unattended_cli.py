@@ -101,3 +101,19 @@ def test_a_second_daemon_on_the_same_database_is_refused(app):
         other.wait()
     status = json.loads(run("status", "--json").output)
     assert status["daemon"] == {"running": False}  # the recorded pid is gone
+
+
+def test_status_next_runs_on_a_frozen_clock(tmp_path):
+    from pipeline.config import parse_config
+    from pipeline.status import load_status, render_status
+
+    config = parse_config({"database": {"path": str(tmp_path / "t.db")}, "sources": {"who": {"enabled": False}},
+                           "schedule": {"ctgov": "30 9 * * 1-5"}})
+    friday_noon = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+    doc = load_status(config, friday_noon)
+    assert doc["sources"]["ctgov"]["next_run"] == "2026-11-30T09:30:00Z"  # Monday
+    assert doc["sources"]["who"] == {"enabled": False, "schedule": "0 4 * * 6", "jitter_s": 300, "next_run": None,
+                                     "last_run": None}
+    assert not (tmp_path / "t.db").exists()  # status never creates the database
+    text = render_status(doc)
+    assert "2026-11-30T09:30:00Z" in text and "disabled" in text

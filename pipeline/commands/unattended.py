@@ -23,26 +23,10 @@ def register(cli: click.Group) -> None:
     cli.add_command(deliver_cmd)
 
 
-def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _check_sources(config, sources) -> None:
     for s in sources:
         if not config.sources[s].enabled:
             raise ConfigError(f"source {s!r} is disabled in the config (sources.{s}.enabled = false)", f"sources.{s}.enabled")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @click.command("daemon")
@@ -69,6 +53,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
 
     from pipeline.daemon import Daemon, setup_logging
     from pipeline.deliver import Redactor, secret_values
+    from pipeline.status import pid_alive
     from pipeline.store import Store, utcnow
 
     config = app.config
@@ -92,7 +77,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
         sys.exit(1 if any(o.error for o in outcomes) else 0)
     with Store(config.database_path) as store:
         running = json.loads(store.get_meta("daemon") or "null")
-        if running and running.get("pid") != os.getpid() and _pid_alive(running.get("pid")):
+        if running and running.get("pid") != os.getpid() and pid_alive(running.get("pid")):
             raise click.ClickException(
                 f"a trialwatch daemon (pid {running['pid']}, started {running.get('started_at')}) is already "
                 f"running on {config.database_path}; stop it first (SIGTERM)"
@@ -122,122 +107,10 @@ def _channel_warnings(config) -> list[str]:
 @click.pass_obj
 def status_cmd(app, as_json):
     """Per source the last run and the next scheduled one; trials failing; alert channels."""
-    from pipeline.daemon import next_runs
-    from pipeline.store import Store
+    from pipeline.status import load_status, render_status
 
-    config = app.config
-    now = datetime.now(timezone.utc)
-    upcoming = next_runs(config, now)
-    doc: dict = {"database": str(config.database_path), "checked_at": _iso(now), "daemon": {"running": False}}
-    last: dict = {}
-    failing: list = []
-    channels: list = []
-    if config.database_path.exists():
-        with Store(config.database_path) as store:
-            daemon = json.loads(store.get_meta("daemon") or "null")
-            if daemon and _pid_alive(daemon.get("pid")):
-                doc["daemon"] = {"running": True, **daemon}
-            for source in config.sources:
-                last[source] = store.last_run(source)
-            failing = store.failing_trials(1)
-            channels = store.channels()
-    doc["sources"] = {}
-    for name, src in config.sources.items():
-        run = last.get(name)
-        doc["sources"][name] = {
-            "enabled": src.enabled,
-            "schedule": config.schedule.get(name),
-            "jitter_s": config.schedule_jitter,
-            "next_run": _iso(upcoming.get(name)) if src.enabled else None,
-            "last_run": _run_json(run) if run else None,
-        }
-    doc["failing_trials"] = [
-        {k: t[k] for k in ("trial_id", "source", "fail_streak", "last_error", "last_checked")}
-        | {"alerted": bool(t["alerted_failure"])}
-        for t in failing
-    ]
-    doc["failure_alert_after"] = config.failure_alert_after
-    configured = {r.name for r in config.alerts}
-    doc["channels"] = [
-        {k: c[k] for k in ("name", "channel", "last_attempt", "last_success", "last_error", "failing_since")}
-        for c in channels
-        if c["name"] in configured
-    ]
-    if as_json:
-        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
-        return
-    click.echo(_status_text(doc))
-
-
-def _run_json(run: dict) -> dict:
-    duration = None
-    if run.get("finished_at"):
-        start = datetime.fromisoformat(run["started_at"].replace("Z", "+00:00"))
-        end = datetime.fromisoformat(run["finished_at"].replace("Z", "+00:00"))
-        duration = (end - start).total_seconds()
-    counts = {k: run[k] for k in ("fetched", "new", "unchanged", "changed", "missing", "failed", "requests")}
-    running = run["status"] == "running" and _pid_alive(run.get("pid"))
-    status = run["status"] if run["status"] != "running" or running else "interrupted (process gone)"
-    return {
-        "run_id": run["id"],
-        "started_at": run["started_at"],
-        "finished_at": run["finished_at"],
-        "duration_s": duration,
-        "status": status,
-        "trigger": run["trigger"],
-        "sources": run["sources"],
-        "counts": counts,
-    }
-
-
-def _status_text(doc: dict) -> str:
-    from pipeline.render_table import short, table
-    from pipeline.report.model import printable
-
-    d = doc["daemon"]
-    lines = [f"database: {doc['database']}"]
-    lines.append(f"daemon: running (pid {d['pid']}, since {d['started_at']})" if d["running"] else "daemon: not running")
-    lines.append("")
-    rows = []
-    for name, s in doc["sources"].items():
-        run = s["last_run"]
-        if not s["enabled"]:
-            rows.append((name, "disabled", "-", "-", "-", "-"))
-            continue
-        if run:
-            c = run["counts"]
-            took = f"{run['duration_s']:.0f} s" if run["duration_s"] is not None else "-"
-            counts = (
-                f"fetched {c['fetched']}, new {c['new']}, changed {c['changed']}, "
-                f"missing {c['missing']}, failed {c['failed']}"
-            )
-            rows.append((name, f"{run['started_at']} ({run['status']}, {run['trigger']})", took, counts,
-                         s["next_run"] or "-", s["schedule"]))
-        else:
-            rows.append((name, "never", "-", "-", s["next_run"] or "-", s["schedule"]))
-    lines.append(table(rows, ["source", "last run", "took", "counts", "next run", "schedule"]))
-    lines.append("")
-    if doc["failing_trials"]:
-        lines.append(f"trials failing (a failure alert after {doc['failure_alert_after']} runs in a row):")
-        lines.append(
-            table(
-                ((t["trial_id"], t["source"], t["fail_streak"], "yes" if t["alerted"] else "no",
-                  short(printable(t["last_error"] or ""), 70)) for t in doc["failing_trials"]),
-                ["trial", "source", "runs failed", "alerted", "last error"],
-            )
-        )
-    else:
-        lines.append("no trial is failing")
-    if doc["channels"]:
-        lines.append("")
-        lines.append(
-            table(
-                ((c["name"], c["channel"], c["last_success"] or "never",
-                  short(c["last_error"], 60) if c["last_error"] else "ok") for c in doc["channels"]),
-                ["alert", "channel", "last delivery", "state"],
-            )
-        )
-    return "\n".join(lines)
+    doc = load_status(app.config, datetime.now(timezone.utc))
+    click.echo(json.dumps(doc, ensure_ascii=False, indent=2) if as_json else render_status(doc))
 
 
 @click.command("report")
