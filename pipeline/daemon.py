@@ -22,13 +22,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from pipeline.config import Config
 from pipeline.cron import cron_trigger, next_fire_times
-from pipeline.errors import LockHeld
+from pipeline.errors import LockHeld, TrialwatchError
 from pipeline.lock import RefreshLock
 
 log = logging.getLogger("trialwatch.daemon")
@@ -59,7 +60,14 @@ def next_runs(config: Config, now: datetime) -> dict[str, datetime | None]:
 
 
 class Daemon:
-    """The scheduled jobs of one configuration."""
+    """The scheduled jobs of one configuration.
+
+    With ``reload`` (a function returning a freshly loaded Config) and ``config_path``,
+    each job re-reads the config file when it changed since the last run, so trials
+    added with ``trialwatch watch add`` and edited alert rules take effect without a
+    restart.  A config that no longer validates is logged and the last good one kept.
+    Schedules are read once, at start: a changed schedule needs a restart (logged).
+    """
 
     def __init__(
         self,
@@ -68,12 +76,46 @@ class Daemon:
         should_stop: Callable[[], bool],
         wait_for_lock: bool = True,
         lock_poll: float = 0.5,
+        reload: Callable[[], Config] | None = None,
+        config_path: Path | None = None,
     ):
         self.config = config
         self.should_stop = should_stop
         self.wait_for_lock = wait_for_lock
         self.lock_poll = lock_poll
         self.scheduler = None
+        self._reload = reload
+        self._config_path = config_path
+        self._config_mtime = self._mtime()
+        self._reload_lock = threading.Lock()
+
+    def _mtime(self) -> float | None:
+        try:
+            return self._config_path.stat().st_mtime_ns if self._config_path else None
+        except OSError:
+            return None
+
+    def _maybe_reload(self) -> None:
+        """Re-read the config file if it changed (see the class docstring)."""
+        if self._reload is None:
+            return
+        with self._reload_lock:
+            mtime = self._mtime()
+            if mtime is None or mtime == self._config_mtime:
+                return
+            self._config_mtime = mtime
+            try:
+                fresh = self._reload()
+            except TrialwatchError as exc:
+                log.error("config changed but is not valid, keeping the previous one: %s", exc)
+                return
+            old = self.config
+            kept = dict(schedule=old.schedule, schedule_jitter=old.schedule_jitter, sources=old.sources,
+                        database_path=old.database_path)
+            if any(getattr(fresh, k) != v for k, v in kept.items()):
+                log.warning("config changed: new schedules, source settings or database take effect on restart")
+            log.info("config re-read: %d trials watched, %d alert rules", len(fresh.trials), len(fresh.alerts))
+            self.config = replace(fresh, **kept)
 
     # -- one job ----------------------------------------------------------------------
 
@@ -104,13 +146,15 @@ class Daemon:
         from pipeline.store import Store
 
         outcome = JobOutcome(source, ran=False)
+        self._maybe_reload()
+        config = self.config  # one config for the whole job, whatever another job re-reads
         lock = self._take_lock(source)
         if lock is None:
             return outcome
         started = time.monotonic()
         try:
-            with Store(self.config.database_path) as store:
-                result = refresh(self.config, store, sources=[source], trigger="daemon", should_stop=self.should_stop)
+            with Store(config.database_path) as store:
+                result = refresh(config, store, sources=[source], trigger="daemon", should_stop=self.should_stop)
                 outcome.ran, outcome.run_id = True, result.run_id
                 outcome.failed_trials = result.counts["failed"]
                 log.info(
@@ -125,8 +169,8 @@ class Daemon:
                 if self.should_stop():
                     log.info("%s: stopping: alerts not delivered now, they wait for the next run", source)
                     return outcome
-                note_failures(self.config, store)
-                outcomes = deliver_pending(self.config, store)
+                note_failures(config, store)
+                outcomes = deliver_pending(config, store)
                 outcome.delivery_failures = sum(1 for o in outcomes if not o.ok)
         except Exception as exc:  # logged, and the next run tries again
             outcome.error = f"{type(exc).__name__}: {exc}"

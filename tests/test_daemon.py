@@ -315,3 +315,29 @@ def test_a_failing_source_does_not_stop_the_other_and_alerts_once(tmp_path):
         assert [f["kind"] for f in hook.requests[-1]["body"]["failures"]] == ["recovered"] * 3
         daemon.run_once()
         assert len(hook.requests) == 2
+
+
+def test_the_daemon_rereads_a_changed_config_before_a_run(tmp_path, caplog):
+    """`watch add` while the daemon runs: the next run fetches the new trial; a broken edit is ignored."""
+    import logging
+
+    from pipeline.commands.core import StopFlag
+    from pipeline.config import load_config
+    from pipeline.daemon import Daemon
+
+    corpus = Corpus(size=3, seed=6)
+    first, second = corpus.ids[:2]
+    with SimulatorServer(corpus) as server:
+        path = write_config(tmp_path, server, [first], schedule='ctgov = "0 0 1 1 *"\nwho = "0 0 1 1 *"', who=False)
+        daemon = Daemon(load_config(path), should_stop=StopFlag(), reload=lambda: load_config(path), config_path=path)
+        daemon.run_once()
+        subprocess.run([*TRIALWATCH, "--config", str(path), "watch", "add", second], check=True, capture_output=True)
+        caplog.set_level(logging.INFO)
+        (outcome,) = daemon.run_once()
+        assert outcome.ran and "config re-read: 2 trials watched" in caplog.text
+        db = tmp_path / "t.db"
+        assert {r[0] for r in query(db, "SELECT trial_id FROM trials WHERE state = 'present'")} == {first, second}
+        good = path.read_text()
+        path.write_text(good.replace('jitter = 0', 'jitter = "soon"'))
+        (outcome,) = daemon.run_once()
+        assert outcome.ran and "keeping the previous one" in caplog.text and "schedule.jitter" in caplog.text

@@ -56,22 +56,20 @@ def daemon_cmd(app, once, sources, wait, log_level):
     from pipeline.status import pid_alive
     from pipeline.store import Store, utcnow
 
-    config = app.config
-    _check_sources(config, sources)
-    if sources:
-        from dataclasses import replace
+    config = _only_sources(app.config, sources)
 
-        config = replace(
-            config,
-            sources={n: (s if n in sources else replace(s, enabled=False)) for n, s in config.sources.items()},
-        )
+    def reload():
+        from pipeline.config import load_config
+
+        return _only_sources(load_config(app.config_path), sources)
+
     setup_logging(getattr(logging, log_level.upper()), Redactor(secret_values(config)))
     log = logging.getLogger("trialwatch.daemon")
     for warning in _channel_warnings(config):
         log.warning("%s", warning)
     stop = StopFlag()
     stop.install()
-    daemon = Daemon(config, should_stop=stop, wait_for_lock=wait)
+    daemon = Daemon(config, should_stop=stop, wait_for_lock=wait, reload=reload, config_path=app.config_path)
     if once:
         outcomes = daemon.run_once()
         sys.exit(1 if any(o.error for o in outcomes) else 0)
@@ -89,6 +87,18 @@ def daemon_cmd(app, once, sources, wait, log_level):
         with Store(config.database_path) as store:
             store.set_meta("daemon", None)
     sys.exit(0)
+
+
+def _only_sources(config, sources):
+    """The config with every source but ``sources`` disabled (all as configured when empty)."""
+    from dataclasses import replace
+
+    _check_sources(config, sources)
+    if not sources:
+        return config
+    return replace(
+        config, sources={n: (s if n in sources else replace(s, enabled=False)) for n, s in config.sources.items()}
+    )
 
 
 def _channel_warnings(config) -> list[str]:
