@@ -386,3 +386,32 @@ def test_redactor_replaces_every_known_secret(tmp_path, monkeypatch):
     # rewritten forms of a URL that libraries log still lose their tokens
     assert redact("posting to https://123456:ABCDEF-bot-token@api.telegram.org") == "posting to https://***@api.telegram.org"
     assert "XXXXYYYYZZZZ" not in redact("POST https://hooks.example.org/services/T0001/B0002/XXXXYYYYZZZZ: 500")
+
+
+def test_email_over_implicit_tls(tmp_path, store, tls_files, monkeypatch):
+    from aiosmtpd.controller import Controller
+
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, ssl_context=server_ctx)
+    controller.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        monkeypatch.setattr("pipeline.deliver.smtp.ssl.create_default_context", lambda *a, **k: client_ctx)
+        config = make_config(tmp_path, {
+            "channel": "email", "name": "mail", "smtp_host": "127.0.0.1", "smtp_port": port, "ssl": True,
+            "from": "t@example.org", "to": ["a@example.org", "b@example.org"], "format": "text", "timeout": 10,
+        })
+        first_sightings(store)
+        deliver_pending(config, store)
+        change_status(store, "NCT01000001", "completed")
+        (outcome,) = deliver_pending(config, store)
+        assert outcome.ok, outcome.detail
+        (_, rcpt, msg) = inbox.messages[0]
+        assert rcpt == ["a@example.org", "b@example.org"]
+        assert not msg.is_multipart() and "recruiting -> completed" in msg.get_content()  # format = "text"
+    finally:
+        controller.stop()
