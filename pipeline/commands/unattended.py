@@ -57,13 +57,16 @@ def daemon_cmd(app, once, sources, wait, log_level):
     from pipeline.store import Store, utcnow
 
     config = _only_sources(app.config, sources)
+    redactor = Redactor(secret_values(config))
 
     def reload():
         from pipeline.config import load_config
 
-        return _only_sources(load_config(app.config_path), sources)
+        fresh = _only_sources(load_config(app.config_path), sources)
+        redactor.secrets = sorted(set(redactor.secrets) | set(secret_values(fresh)), key=len, reverse=True)
+        return fresh
 
-    setup_logging(getattr(logging, log_level.upper()), Redactor(secret_values(config)))
+    setup_logging(getattr(logging, log_level.upper()), redactor)
     log = logging.getLogger("trialwatch.daemon")
     for warning in _channel_warnings(config):
         log.warning("%s", warning)
