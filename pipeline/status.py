@@ -41,6 +41,7 @@ def load_status(config: Config, now: datetime) -> dict[str, Any]:
     upcoming = next_runs(config, now)
     doc: dict[str, Any] = {"database": str(config.database_path), "checked_at": _iso(now), "daemon": {"running": False}}
     last: dict[str, Any] = {}
+    backlog: dict[str, int] = {}
     failing: list[dict[str, Any]] = []
     channels: list[dict[str, Any]] = []
     if config.database_path.exists():
@@ -52,6 +53,7 @@ def load_status(config: Config, now: datetime) -> dict[str, Any]:
                 last[source] = store.last_run(source)
             failing = store.failing_trials(1)
             channels = store.channels()
+            backlog = {c["name"]: _backlog(config, store, c["name"]) for c in channels}
     doc["sources"] = {}
     for name, src in config.sources.items():
         run = last.get(name)
@@ -71,10 +73,24 @@ def load_status(config: Config, now: datetime) -> dict[str, Any]:
     configured = {r.name for r in config.alerts}
     doc["channels"] = [
         {k: c[k] for k in ("name", "channel", "last_attempt", "last_success", "last_error", "failing_since")}
+        | {"backlog": backlog.get(c["name"], 0)}
         for c in channels
         if c["name"] in configured
     ]
     return doc
+
+
+def _backlog(config: Config, store: Store, name: str) -> int:
+    """How many changes and failure alerts wait for this channel (what its rule wants, not yet sent)."""
+    from pipeline.alert_rules import matches, wants_failure
+
+    rule = next((r for r in config.alerts if r.name == name), None)
+    if rule is None:
+        return 0
+    changes, failures, _, _ = store.undelivered(name)
+    return sum(1 for c in changes if matches(rule, c, config.tags)) + sum(
+        1 for f in failures if wants_failure(rule, f, config.tags)
+    )
 
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:
@@ -139,9 +155,9 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             table(
-                ((c["name"], c["channel"], c["last_success"] or "never",
+                ((c["name"], c["channel"], c["last_success"] or "never", c["backlog"],
                   short(c["last_error"], 60) if c["last_error"] else "ok") for c in doc["channels"]),
-                ["alert", "channel", "last delivery", "state"],
+                ["alert", "channel", "last delivery", "waiting", "state"],
             )
         )
     return "\n".join(lines)

@@ -68,12 +68,15 @@ def test_deliver_command_sends_once_and_exits_1_while_a_channel_is_down(app, mon
         store.close()
         down = run("deliver")
         assert down.exit_code == 1 and SECRET not in down.output
+        (channel,) = json.loads(run("status", "--json").output)["channels"]
+        assert channel["backlog"] == 1 and channel["last_error"] == "webhook 'hook' answered HTTP 500"
         back = run("deliver")
         assert back.exit_code == 0 and "delivered 1 change" in back.output
         assert "nothing new" in run("deliver").output
         assert len(hook.requests) == 1
         status = json.loads(run("status", "--json").output)
         assert status["channels"][0]["name"] == "hook" and status["channels"][0]["last_error"] is None
+        assert status["channels"][0]["backlog"] == 0
 
 
 def test_deliver_without_alerts_and_with_an_unknown_name(app):
