@@ -26,6 +26,7 @@ EXIT_LOCKED = 3
 COMMAND_MODULES = (
     "pipeline.commands.core",
     "pipeline.commands.tools",
+    "pipeline.commands.unattended",
 )
 
 

@@ -111,6 +111,7 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "tags": _STR_LIST,
     "sources": _STR_LIST,
     "timeout": _NUMBER,
+    "failures": _BOOL,
 }
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
@@ -178,6 +179,7 @@ class AlertRule:
     trials: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    failures: bool = True  # also send failure alerts (a trial failing run after run, and its recovery)
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class Config:
     queries: tuple[QueryWatch, ...] = ()
     schedule: dict[str, str] = field(default_factory=dict)
     schedule_jitter: int = 300
+    failure_alert_after: int = 3
     alerts: tuple[AlertRule, ...] = ()
     fetch_log_days: int = 90
     busy_timeout: float = 30.0
@@ -344,6 +347,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
         for s in sources:
             if s not in SOURCE_DEFAULTS:
                 raise ConfigError(f"{key}.sources: unknown source {s!r}", f"{key}.sources")
+        failures = values.pop("failures", True)
         values.pop("channel")
         name = values.pop("name", f"{channel}{i}")
         validate_alert_options(channel, values, key)
@@ -357,6 +361,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
                 trials=trials,
                 tags=tags,
                 sources=sources,
+                failures=failures,
             )
         )
     names = [a.name for a in out]
@@ -395,13 +400,22 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
     tags = {name: _trial_list(ids, f"watch.tags.{name}") for name, ids in tags_table.items()}
     queries = _queries(watch.get("queries", []))
 
-    schedule_table = _check_table(data.get("schedule", {}), {"ctgov", "who", "jitter"}, "schedule")
+    schedule_table = _check_table(
+        data.get("schedule", {}), {"ctgov", "who", "jitter", "failure_alert_after"}, "schedule"
+    )
     schedule = dict(DEFAULT_SCHEDULE)
     for name in ("ctgov", "who"):
         if name in schedule_table:
             schedule[name] = _check_type(schedule_table[name], _STR, f"schedule.{name}")
         validate_cron(schedule[name], f"schedule.{name}")
     jitter = _check_type(schedule_table.get("jitter", 300), _POS_INT, "schedule.jitter")
+    if jitter < 0:
+        raise ConfigError("schedule.jitter: must be 0 or more seconds", "schedule.jitter")
+    failure_alert_after = _check_type(
+        schedule_table.get("failure_alert_after", 3), _POS_INT, "schedule.failure_alert_after"
+    )
+    if failure_alert_after < 1:
+        raise ConfigError("schedule.failure_alert_after: must be 1 or more runs", "schedule.failure_alert_after")
 
     alerts = _alerts(data.get("alerts", []))
 
@@ -414,6 +428,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
         queries=queries,
         schedule=schedule,
         schedule_jitter=jitter,
+        failure_alert_after=failure_alert_after,
         alerts=alerts,
         fetch_log_days=fetch_log_days,
         busy_timeout=busy_timeout,
