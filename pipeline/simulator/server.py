@@ -528,7 +528,7 @@ class SimulatorServer:
         """A normal response whose (first or ``trial``) record carries a hostile title."""
         status, ctype, body, headers = produce()
         placeholder = "\u2063TITLE\u2063"
-        title = SCRIPT_TITLE if kind == "script_title" else placeholder
+        title = str(rule.params.get("title", SCRIPT_TITLE)) if kind == "script_title" else placeholder
         raw_mode = kind == "control_chars" and rule.params.get("mode", "raw") == "raw"
         if kind == "control_chars" and not raw_mode:
             title = CONTROL_TITLE_BYTES.decode("utf-8", "replace")
