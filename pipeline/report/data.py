@@ -3,7 +3,9 @@
 Each change row has the keys of ``trialwatch changes --json`` plus ``id``, ``title``
 and ``url``, in report order.  JSON adds the summary and the failure events; CSV is
 the change rows alone (one kind of row per file), values that are lists or objects
-written as JSON, control characters in text shown as U+FFFD (JSON escapes them).
+written as JSON, control characters in text shown as U+FFFD (JSON escapes them), and
+text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) given a
+leading ``'``.
 """
 
 from __future__ import annotations
@@ -64,8 +66,14 @@ def _cell(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)  # JSON escapes control characters
     if isinstance(value, str):
-        return printable(value)  # a CSV printed on a terminal must not carry ESC sequences
+        text = printable(value)  # a CSV printed on a terminal must not carry ESC sequences
+        # A cell starting with = + - @ (or tab, CR) runs as a formula in a spreadsheet
+        # (CSV injection: a registry title '=HYPERLINK(...)' would); a leading ' keeps it text.
+        return "'" + text if text[:1] in _FORMULA_START else text
     return value
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render_csv(report: Report) -> str:
