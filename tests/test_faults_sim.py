@@ -13,6 +13,7 @@ import sqlite3
 import time
 from email.utils import formatdate
 
+import httpx
 import pytest
 
 from pipeline.config import load_config
@@ -118,10 +119,12 @@ def test_429_retry_after_seconds_and_http_date_are_waited_for(world):
     world.baseline()
     before = world.counts()
     target = world.who_only[0]
-    world.server.set_faults([
+    # through the control API over the socket, as an operator would (POST /_sim/faults)
+    posted = httpx.post(world.server.base_url + "/_sim/faults", json=[
         {"match": STUDIES, "kind": "429", "count": 1, "retry_after": 1},
         {"match": WHO_PAGE, "kind": "429", "count": 1, "retry_after": 2, "retry_after_date": True, "trial": target},
     ])
+    assert posted.status_code == 200, posted.text
     result = world.refresh()
     assert result.counts["failed"] == 0 and result.exit_code == 0
     log = world.fetch_log(result.run_id)
@@ -152,7 +155,7 @@ def test_a_retry_after_past_the_cap_ends_the_attempt_at_once(world):
     assert_no_change(world, before)
     row = world.trial(world.nct[0], "ctgov")
     assert row["state"] == "present" and row["fail_streak"] == 1 and "429" in row["last_error"]
-    world.server.clear_faults()
+    assert httpx.delete(world.server.base_url + "/_sim/faults").status_code == 200
     again = world.refresh()
     assert again.counts["failed"] == 0 and world.trial(world.nct[0], "ctgov")["fail_streak"] == 0
     assert_no_change(world, before)
