@@ -224,6 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif k == "deep_json":
             depth = int(p.get("depth", 100_000))
             self._send(200, JSON, b'{"a":' * depth + b"1" + b"}" * depth)
+        elif k == "redirect_loop":
+            self._send(302, TEXT, b"Found", {"Location": self.path})
         elif k == "not_found":
             self._send(*owner._not_found(route, trial_ids, produce, rule))
         elif k in ("script_title", "control_chars"):
