@@ -254,3 +254,8 @@ class RegistryClient:
             raise TransientFetchError(f"network error fetching {url}: {type(exc).__name__}: {exc}", url=url) from None
         except httpx.DecodingError as exc:
             raise TransientFetchError(f"undecodable response from {url}: {exc}", url=url) from None
+        except httpx.TooManyRedirects:
+            # not a TransportError: it escaped every handler and ended the whole run
+            raise FetchError(f"too many redirects fetching {url} (a redirect loop?)", url=url) from None
+        except httpx.HTTPError as exc:  # anything else httpx raises about this request
+            raise FetchError(f"HTTP error fetching {url}: {type(exc).__name__}: {exc}", url=url) from None
