@@ -28,6 +28,8 @@ Kinds and their parameters (what each simulates is in :data:`KINDS`):
   fields empty, only the ``keep`` span names, default title, status and ID, keep text);
 * ``huge`` (``size`` bytes, default 50 MB, streamed; chunked unless
   ``content_length: true``), ``deep_json`` (``depth``, default 100,000 nested objects);
+* ``wrong_trial``: the WHO page of another trial (``other``, default the next one in the
+  corpus) for the one requested;
 * ``redirect_loop``: a 302 whose Location is the request itself (a misconfigured proxy or
   captive portal);
 * ``not_found``: the registry denies the trial exists while it does (a portal serving its
@@ -66,6 +68,7 @@ KINDS: dict[str, str] = {
     "huge": "an enormous body",
     "deep_json": "JSON nested very deeply",
     "redirect_loop": "302 to the same URL, forever",
+    "wrong_trial": "the page of another trial (a portal cache mix-up)",
     "not_found": "the registry says it has no such trial (WHO not-found page, CT.gov study left out / 404)",
     "script_title": "a title with a script tag and SQL-looking text",
     "control_chars": "a title with control characters and invalid UTF-8",

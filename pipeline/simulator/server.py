@@ -224,6 +224,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif k == "deep_json":
             depth = int(p.get("depth", 100_000))
             self._send(200, JSON, b'{"a":' * depth + b"1" + b"}" * depth)
+        elif k == "wrong_trial" and who:
+            ids = owner.corpus.ids
+            asked = trial_ids[0] if trial_ids else ""
+            other = p.get("other") or (ids[(ids.index(asked) + 1) % len(ids)] if asked in ids else ids[0])
+            self._send(200, HTML, owner.corpus.who_page(str(other)), {"Cache-Control": "private"})
+        elif k == "wrong_trial":
+            self._send(*produce())
         elif k == "redirect_loop":
             self._send(302, TEXT, b"Found", {"Location": self.path})
         elif k == "not_found":
