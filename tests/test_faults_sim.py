@@ -469,3 +469,27 @@ def test_a_who_page_whose_fields_come_back_mostly_empty_is_a_parse_failure(world
     assert {(t, s) for t, s, _ in result.failures} == {(t, "who") for t in targets}
     assert all("lost most of the fields" in e for _, _, e in result.failures), result.failures
     assert_no_change(world, before)
+
+
+def test_a_who_page_of_another_trial_is_an_error_not_a_rewrite(world):
+    """A portal mix-up serving trial B's page for A must not rewrite A's record field by field."""
+    world.baseline()
+    before = world.counts()
+    targets = [world.nct[0], world.who_only[0]]
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "wrong_trial", "trial": t} for t in targets])
+    result = world.refresh()
+    assert {(t, s) for t, s, _ in result.failures} == {(t, "who") for t in targets}
+    assert all("another trial" in e for _, _, e in result.failures), result.failures
+    assert_no_change(world, before)
+
+
+@pytest.mark.parametrize("shown,requested,same", [
+    ("NCT04252118", "NCT04252118", True), ("nct04252118", "NCT04252118", True),
+    ("EUCTR2020-001113-21-FR", "EUCTR2020-001113-21", True),   # EU-CTR's country suffix
+    ("CTRI/2020/04/024775", "CTRI/2020/04/024775", True), (None, "NCT04252118", True),
+    ("NCT04252119", "NCT04252118", False), ("NTR1234", "NTR123", False), ("ChiCTR2100045397", "NCT04252118", False),
+])
+def test_same_trial(shown, requested, same):
+    from pipeline.normalize import same_trial
+
+    assert same_trial(shown, requested) is same
