@@ -207,12 +207,14 @@ def test_config_without_read_permission(tmp_path):
         cmd = [exe] if exe else [sys.executable, "-m", "pipeline"]
         as_nobody = (lambda: os.setuid(65534)) if os.geteuid() == 0 else None
         try:
-            result = subprocess.run([*cmd, "--config", str(config), "refresh"], capture_output=True, text=True,
-                                    timeout=60, preexec_fn=as_nobody, cwd=folder)
+            probe = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60,
+                                   preexec_fn=as_nobody, cwd=folder)
         except (OSError, subprocess.SubprocessError) as exc:
             pytest.skip(f"cannot run as another user here: {exc}")
-        if "Permission denied" in result.stderr and "cannot read config file" not in result.stderr:
-            pytest.skip(f"user nobody cannot run the installed command here: {result.stderr[-200:]}")
+        if probe.returncode != 0:
+            pytest.skip(f"user nobody cannot run the installed command here: {probe.stderr[-200:]}")
+        result = subprocess.run([*cmd, "--config", str(config), "refresh"], capture_output=True, text=True,
+                                timeout=60, preexec_fn=as_nobody, cwd=folder)
         assert result.returncode == 2, result.stderr
         assert "cannot read config file" in result.stderr and "Permission denied" in result.stderr
         assert "Traceback" not in result.stderr
