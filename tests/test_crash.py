@@ -69,17 +69,27 @@ def test_sigkill_loop_loses_nothing(tmp_path):
     with SimulatorServer(corpus) as server:
         config = write_config(tmp_path, server, corpus.ids, ctgov="ids_per_request = 20", who="concurrency = 4")
         db = config.database_path
-        kills = mid_run_kills = attempts = 0
-        finished_runs = 0
+        # one whole run first: its length sets the window the kills land in (any machine)
+        first = run_to_end(config.path)
+        assert first.returncode == 0, first.stderr
+        corpus.advance(1)
         started = time.monotonic()
+        second = run_to_end(config.path)  # a typical later run: mostly unchanged trials
+        full_run = time.monotonic() - started
+        assert second.returncode == 0, second.stderr
+        check_invariants(db)
+        started = time.monotonic()
+        kills = mid_run_kills = attempts = 0
+        finished_runs = 2
         while kills < KILLS:
             attempts += 1
             assert attempts < KILLS * 3, "the refresh keeps finishing before the kill: make the corpus bigger"
             if attempts % 3 == 1:
-                corpus.advance(1)  # upstream changes for the next runs to record
+                corpus.advance(1)  # upstream changes for the next runs to record (and a
+                # killed run leaves work undone, so later runs have new snapshots to write)
             runs_before = _count(db, "runs")
             proc = refresh_proc(config.path)
-            time.sleep(rng.uniform(0.3, 1.8))  # imports take ~0.3 s; a full run ~1.5-2 s
+            time.sleep(rng.uniform(0.2, 0.95 * full_run))  # from start-up to the last writes
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -128,7 +138,8 @@ def test_sigkill_loop_loses_nothing(tmp_path):
                 assert ours[key] == (state, chash), f"{key}: stored record differs from the registry's"
             else:
                 assert state == "missing" and ours[key][0] == "missing", key
-        print(f"{kills} kills ({mid_run_kills} inside a run, {finished_runs} runs finished) in {crash_time:.0f}s")
+        print(f"{kills} kills ({mid_run_kills} inside a run, {finished_runs} runs finished; "
+              f"a whole run {full_run:.1f}s) in {crash_time:.0f}s")
 
 
 def _count(db: Path, table: str) -> int:
