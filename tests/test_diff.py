@@ -123,3 +123,10 @@ def test_values_equal_in_python_but_not_in_json_are_a_change(before, after):
     changes = diff_records(a, b)
     assert (changes == []) == (content_hash(a) == content_hash(b))
     assert [c["field"] for c in changes] == ["results_posted"]
+
+
+def test_python_equal_values_inside_lists_are_a_change_too():
+    """[0] == [False] in Python: a fast path on ``==`` would bring the bug back."""
+    a, b = rec(conditions=[0]), rec(conditions=[False])
+    assert [c["field"] for c in diff_records(a, b)] == ["conditions"]
+    assert content_hash(a) != content_hash(b)
