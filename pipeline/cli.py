@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "pipeline.commands.core",
     "pipeline.commands.tools",
     "pipeline.commands.mirror",
+    "pipeline.commands.unattended",
 )
 
 
@@ -43,7 +44,7 @@ class AppContext:
     def store(self):
         from pipeline.store import Store
 
-        return Store(self.config.database_path)
+        return Store(self.config.database_path, timeout=self.config.busy_timeout)
 
 
 class TrialwatchGroup(click.Group):

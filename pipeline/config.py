@@ -9,6 +9,7 @@ plain frozen dataclasses; nothing downstream reads TOML.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "tags": _STR_LIST,
     "sources": _STR_LIST,
     "timeout": _NUMBER,
+    "failures": _BOOL,
 }
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
@@ -177,6 +179,7 @@ class AlertRule:
     trials: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    failures: bool = True  # also send failure alerts (a trial failing run after run, and its recovery)
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,10 @@ class Config:
     queries: tuple[QueryWatch, ...] = ()
     schedule: dict[str, str] = field(default_factory=dict)
     schedule_jitter: int = 300
+    failure_alert_after: int = 3
     alerts: tuple[AlertRule, ...] = ()
     fetch_log_days: int = 90
+    busy_timeout: float = 30.0
 
     def source(self, name: str) -> SourceConfig:
         return self.sources[name]
@@ -215,11 +220,26 @@ def _check_type(value: Any, spec: tuple[tuple[type, ...], str], key: str) -> Any
         raise ConfigError(f"{key}: expected {description}, got {value!r}", key)
     if not isinstance(value, types):
         raise ConfigError(f"{key}: expected {description}, got {type(value).__name__} {value!r}", key)
+    if isinstance(value, float) and not math.isfinite(value):
+        # TOML allows inf and nan; nan passes every "> 0" check and inf crashes later
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}", key)
+    if types == (int,) and value < 0:
+        raise ConfigError(f"{key}: must not be negative, got {value!r}", key)
+    if isinstance(value, str):
+        _check_text(value, key)
     if types == (list,):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ConfigError(f"{key}[{i}]: expected a string, got {item!r}", key)
+            _check_text(item, f"{key}[{i}]")
     return value
+
+
+def _check_text(value: str, key: str) -> None:
+    """No control characters: a NUL or CR/LF in a path, URL or header crashes (or injects) later."""
+    for i, ch in enumerate(value):
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            raise ConfigError(f"{key}: control character {ch!r} at position {i} in {value!r}", key)
 
 
 def _check_table(table: Any, allowed: dict[str, Any] | set[str], key: str) -> dict[str, Any]:
@@ -240,9 +260,16 @@ def _source(name: str, table: dict[str, Any]) -> SourceConfig:
     for k, v in table.items():
         values[k] = _check_type(v, SOURCE_KEYS[k], f"{key}.{k}")
     values["base_url"] = check_url(values["base_url"], f"{key}.base_url")
+    if not values["user_agent"].isascii():
+        raise ConfigError(f"{key}.user_agent: must be ASCII (it is sent as an HTTP header)", f"{key}.user_agent")
     for k in ("requests_per_second", "timeout", "max_retry_wait", "max_response_mb", "run_budget"):
         if values[k] <= 0:
             raise ConfigError(f"{key}.{k}: must be greater than 0, got {values[k]!r}", f"{key}.{k}")
+    # Values that end up in sleep() or a socket timeout must fit a time_t (else OverflowError).
+    for k, lo, hi in (("timeout", 0, 86400), ("max_retry_wait", 0, 86400), ("requests_per_second", 1e-4, None)):
+        if values[k] < lo or (hi is not None and values[k] > hi):
+            where = f"at most {hi}" if hi is not None and values[k] > hi else f"at least {lo}"
+            raise ConfigError(f"{key}.{k}: must be {where}, got {values[k]!r}", f"{key}.{k}")
     if values["concurrency"] < 1 or values["concurrency"] > 64:
         raise ConfigError(f"{key}.concurrency: must be between 1 and 64", f"{key}.concurrency")
     if values["retries"] < 0 or values["retries"] > 20:
@@ -320,6 +347,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
         for s in sources:
             if s not in SOURCE_DEFAULTS:
                 raise ConfigError(f"{key}.sources: unknown source {s!r}", f"{key}.sources")
+        failures = values.pop("failures", True)
         values.pop("channel")
         name = values.pop("name", f"{channel}{i}")
         validate_alert_options(channel, values, key)
@@ -333,6 +361,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
                 trials=trials,
                 tags=tags,
                 sources=sources,
+                failures=failures,
             )
         )
     names = [a.name for a in out]
@@ -349,11 +378,14 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
     _check_table(data, TOP_KEYS, "")
     base_dir = base_dir or (path.parent if path else Path.cwd())
 
-    database = _check_table(data.get("database", {}), {"path", "fetch_log_days"}, "database")
+    database = _check_table(data.get("database", {}), {"path", "fetch_log_days", "busy_timeout"}, "database")
     db_path = _check_type(database.get("path", "trialwatch.db"), _STR, "database.path")
     if not db_path.strip():
         raise ConfigError("database.path: must not be empty", "database.path")
     fetch_log_days = _check_type(database.get("fetch_log_days", 90), _POS_INT, "database.fetch_log_days")
+    busy_timeout = float(_check_type(database.get("busy_timeout", 30.0), _NUMBER, "database.busy_timeout"))
+    if not 0 <= busy_timeout <= 86400:
+        raise ConfigError("database.busy_timeout: must be between 0 and 86400 seconds", "database.busy_timeout")
     database_path = Path(os.path.expanduser(db_path))
     if not database_path.is_absolute():
         database_path = base_dir / database_path
@@ -363,17 +395,27 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
 
     watch = _check_table(data.get("watch", {}), {"trials", "tags", "queries"}, "watch")
     trials = _trial_list(watch.get("trials", []), "watch.trials")
-    tags_table = _check_table(watch.get("tags", {}), set(watch.get("tags", {}) or {}), "watch.tags")
+    tags_raw = watch.get("tags", {})
+    tags_table = _check_table(tags_raw, set(tags_raw) if isinstance(tags_raw, dict) else set(), "watch.tags")
     tags = {name: _trial_list(ids, f"watch.tags.{name}") for name, ids in tags_table.items()}
     queries = _queries(watch.get("queries", []))
 
-    schedule_table = _check_table(data.get("schedule", {}), {"ctgov", "who", "jitter"}, "schedule")
+    schedule_table = _check_table(
+        data.get("schedule", {}), {"ctgov", "who", "jitter", "failure_alert_after"}, "schedule"
+    )
     schedule = dict(DEFAULT_SCHEDULE)
     for name in ("ctgov", "who"):
         if name in schedule_table:
             schedule[name] = _check_type(schedule_table[name], _STR, f"schedule.{name}")
         validate_cron(schedule[name], f"schedule.{name}")
     jitter = _check_type(schedule_table.get("jitter", 300), _POS_INT, "schedule.jitter")
+    if jitter < 0:
+        raise ConfigError("schedule.jitter: must be 0 or more seconds", "schedule.jitter")
+    failure_alert_after = _check_type(
+        schedule_table.get("failure_alert_after", 3), _POS_INT, "schedule.failure_alert_after"
+    )
+    if failure_alert_after < 1:
+        raise ConfigError("schedule.failure_alert_after: must be 1 or more runs", "schedule.failure_alert_after")
 
     alerts = _alerts(data.get("alerts", []))
 
@@ -386,8 +428,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
         queries=queries,
         schedule=schedule,
         schedule_jitter=jitter,
+        failure_alert_after=failure_alert_after,
         alerts=alerts,
         fetch_log_days=fetch_log_days,
+        busy_timeout=busy_timeout,
     )
 
 

@@ -8,6 +8,7 @@ forms onto it so config validation and the daemon agree on what an expression me
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from datetime import timezone as dt_timezone
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -72,6 +73,10 @@ def validate_cron(expression: str, key: str) -> None:
         cron_trigger(expression)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{key}: invalid cron expression {expression!r}: {exc}", key) from None
+    # Valid fields can still name a date that never comes (``0 0 31 2 *``): a schedule
+    # that never fires would leave the daemon silently idle.
+    if not next_fire_times(expression, datetime(2000, 1, 1, tzinfo=dt_timezone.utc), 1):
+        raise ConfigError(f"{key}: cron expression {expression!r} never fires", key)
 
 
 def next_fire_times(expression: str, start: datetime, count: int = 5) -> list[datetime]:

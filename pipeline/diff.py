@@ -122,9 +122,10 @@ def diff_records(old: Record, new: Record) -> list[Change]:
     for field in fields:
         before = old.get(field)
         after = new.get(field)
-        # Equal values canonicalize equally: most fields of a changed record did not
-        # change, and == is a fast C-level comparison where canonical() is not.
-        if before == after or canonical(before) == canonical(after):
+        # Compare the serialized canonical forms, as the content hash does: with ``==``
+        # False equals 0 and 1 equals 1.0 (also inside lists), and a new snapshot would
+        # get no change row.  Equal raw serializations (fast, C) imply equal canonical ones.
+        if orjson.dumps(before) == orjson.dumps(after) or _item_key(before) == _item_key(after):
             continue
         change: Change = {
             "field": field,

@@ -108,8 +108,12 @@ class RegistryClient:
         deadline: float | None = None,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        should_stop: Callable[[], bool] | None = None,
     ):
         self.source = source
+        # Set by SIGTERM/SIGINT: a retry wait (a Retry-After can be minutes) ends at once
+        # and no new attempt starts, so stopping never waits out a registry's backoff.
+        self.should_stop = should_stop
         self.http = http
         self.limiter = RateLimiter(source.requests_per_second, sleep=sleep)
         self.on_request = on_request
@@ -128,7 +132,20 @@ class RegistryClient:
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, retry_after or 0.0)
 
+    def _retry_sleep(self, seconds: float) -> None:
+        if self.should_stop is None:
+            self._sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        while not self.should_stop():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._sleep(min(left, 0.2))
+
     def _should_stop(self, state: tenacity.RetryCallState) -> bool:
+        if self.should_stop is not None and self.should_stop():
+            return True
         if state.attempt_number > self.source.retries:
             return True
         exc = state.outcome.exception() if state.outcome else None
@@ -147,6 +164,8 @@ class RegistryClient:
 
         def attempt() -> Response:
             nonlocal attempts
+            if attempts and self.should_stop is not None and self.should_stop():
+                raise FetchError(f"run stopped before retrying {url}", url=url)
             attempts += 1
             return self._attempt(url, params)
 
@@ -154,7 +173,7 @@ class RegistryClient:
             retry=tenacity.retry_if_exception_type(TransientFetchError),
             wait=self._wait,
             stop=self._should_stop,
-            sleep=self._sleep,
+            sleep=self._retry_sleep,
             reraise=True,
         )
         full_url = str(self.http.build_request("GET", url, params=params).url)
@@ -235,3 +254,8 @@ class RegistryClient:
             raise TransientFetchError(f"network error fetching {url}: {type(exc).__name__}: {exc}", url=url) from None
         except httpx.DecodingError as exc:
             raise TransientFetchError(f"undecodable response from {url}: {exc}", url=url) from None
+        except httpx.TooManyRedirects:
+            # not a TransportError: it escaped every handler and ended the whole run
+            raise FetchError(f"too many redirects fetching {url} (a redirect loop?)", url=url) from None
+        except httpx.HTTPError as exc:  # anything else httpx raises about this request
+            raise FetchError(f"HTTP error fetching {url}: {type(exc).__name__}: {exc}", url=url) from None

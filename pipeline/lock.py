@@ -50,8 +50,11 @@ class RefreshLock:
                         "use --wait to wait for it to finish"
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # a full disk: the PID is only for messages, the flock is what locks
         self._fd = fd
 
     def release(self) -> None:

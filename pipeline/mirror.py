@@ -161,7 +161,7 @@ class QuerySync:
         now = utcnow()
         if fresh:
             seen = self._load(q.params(), members, incremental=False)
-            self._reconcile(members - seen, set())
+            self._reconcile(members - seen, set(), len(members))
             store.save_query_watch(
                 q.name, key, loaded_at=now, sync_date=sync_date, data_timestamp=data_timestamp,
                 last_sync=now, last_full_sweep=now,
@@ -290,22 +290,26 @@ class QuerySync:
                 self.progress(f"{self.label} (sweep)", done, max(page.total or 0, done))
             self._check_budget()
         members = self.store.query_members(self.query.name, "member")
-        self._reconcile(members - listed, listed - members)
+        self._reconcile(members - listed, listed - members, len(members))
 
-    def _reconcile(self, gone: set[str], unknown: set[str]) -> None:
+    def _reconcile(self, gone: set[str], unknown: set[str], answered: int) -> None:
         """Confirm ``gone`` members by ``filter.ids``; fetch ``unknown`` listed IDs.
 
         A gone member the registry does not return is missing (one change); one it
-        returns exists but no longer matches the query (``left``).
+        returns exists but no longer matches the query (``left``).  ``answered`` is how
+        many present members the registry answered for (listed or confirmed): the
+        refresh's mass-disappearance guard (:func:`pipeline.refresh.judge_vanished`)
+        turns a wholesale vanishing into failures, believed only after several runs.
         """
         ids = sorted(gone | unknown)
         if not ids:
             return
-        from pipeline.refresh import plan_fetched
+        from pipeline.refresh import judge_vanished, plan_fetched
         from pipeline.update import plan_missing
 
         states = self.store.load_states(SOURCE, ids)
         pending: list[Update] = []
+        vanished: list[Update] = []
         marks: dict[str, list[str]] = {"member": [], "left": [], "missing": []}
         for fetched in ctgov.fetch_by_ids(self.client, ids):
             nct = fetched.trial_id
@@ -315,6 +319,9 @@ class QuerySync:
                 continue
             if fetched.status == "missing":
                 update = plan_missing(states.get(nct), nct, SOURCE, utcnow())
+                if update.changes:  # present -> missing: held for the guard
+                    vanished.append(update)
+                    continue
                 marks["missing"].append(nct)
             else:
                 update = plan_fetched(self.store, states.get(nct), fetched, self.parser_version)
@@ -324,6 +331,10 @@ class QuerySync:
                 self._count(pending)
                 self.store.save_updates_batch(pending, self.run_id)
                 pending = []
+        for update in judge_vanished(vanished, max(answered, len(vanished)), states):
+            if update.outcome == "missing":
+                marks["missing"].append(update.trial_id)
+            pending.append(update)  # a suspected registry fault stays a member, failed for this run
         self._count(pending)
         self.store.save_updates_batch(pending, self.run_id)
         for state, members in marks.items():

@@ -10,6 +10,7 @@ parser upgrade never shows up as a change in the trial.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -33,8 +34,29 @@ def normalize_payload(source: str, trial_id: str, payload: Any) -> Record | None
         record = normalize_study(study)
         return record
     if source == "who":
-        return parse_trial_page(payload, trial_id)
+        record = parse_trial_page(payload, trial_id)
+        if record is not None and not same_trial(record.get("trial_id"), trial_id):
+            # A portal mix-up (a cache serving another trial's page) would otherwise
+            # rewrite this trial's record field by field with the other trial's content.
+            raise ParseError(
+                f"WHO page for {trial_id} shows another trial ({record.get('trial_id')!r}); not recorded"
+            )
+        return record
     raise ValueError(f"unknown source {source!r}")
+
+
+def _id_key(value: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", value.lower())
+
+
+def same_trial(shown: str | None, requested: str) -> bool:
+    """Whether the ID a page shows is the requested one, leniently: case, punctuation and a
+    registry's suffix (EU-CTR's country code) may differ; a page with no ID is judged elsewhere."""
+    if not shown or not requested:
+        return True
+    a, b = _id_key(shown), _id_key(requested)
+    longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
+    return longer.startswith(shorter) and (longer == shorter or longer[len(shorter):].isalpha())
 
 
 def raw_bytes(source: str, payload: Any) -> bytes:

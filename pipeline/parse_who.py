@@ -328,6 +328,7 @@ def _parse_date(text: str | None) -> str | None:
 
 _INT_RE = re.compile(r"\d{1,9}|\d{1,3}(?:,\d{3})+")
 _GROUP_RE = re.compile(r":\s*(\d{1,9})\s*$")
+_MAX_SIZE = 10**15  # the same bound as the ClinicalTrials.gov extractor's
 
 
 def parse_target_size(text: str | None) -> int | None:
@@ -343,7 +344,10 @@ def parse_target_size(text: str | None) -> int | None:
     if text is None:
         return None
     if _INT_RE.fullmatch(text):
-        return int(text.replace(",", ""))
+        value = int(text.replace(",", ""))
+        # "1,000,000,000,000,000,000,000" is no sample size, and an int past 64 bits
+        # cannot be stored (orjson); the wording stays in target_size_raw.
+        return value if value < _MAX_SIZE else None
     if ":" not in text:
         return None
     parts = [p.strip() for p in text.split(";")]
@@ -355,7 +359,7 @@ def parse_target_size(text: str | None) -> int | None:
         m = _GROUP_RE.search(part)
         if m:
             total += int(m[1])
-    return total
+    return total if total < _MAX_SIZE else None
 
 
 # --------------------------------------------------------------------------------------

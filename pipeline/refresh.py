@@ -104,6 +104,7 @@ def refresh(
     own_http = http is None
     http = http or build_http_client()
     fetch_rows: list[dict] = []
+    store_failed = False
     rows_lock = threading.Lock()
 
     def on_request(row: dict) -> None:
@@ -134,6 +135,7 @@ def refresh(
                 on_request=on_request,
                 deadline=time.monotonic() + cfg.run_budget,
                 backoff_base=backoff_base,
+                should_stop=stop,
             )
             counts = Counter()
             if ids:
@@ -155,26 +157,38 @@ def refresh(
             if stop():
                 result.interrupted = True
                 break
+    except StoreError:
+        # The database cannot be written (locked by another process, disk full): the
+        # fetch log and the run's row would only wait out the busy timeout and fail
+        # again.  The run stays 'running'; the next run marks it interrupted.
+        store_failed = True
+        raise
     finally:
-        try:
-            flush_log()
-        finally:
-            status = "interrupted" if result.interrupted else "finished"
+        if own_http:
+            http.close()
+        if not store_failed:
             try:
-                store.finish_run(run_id, result.counts, status=status)
-            except StoreError:
-                pass
-            if own_http:
-                http.close()
+                flush_log()
+            finally:
+                status = "interrupted" if result.interrupted else "finished"
+                try:
+                    store.finish_run(run_id, result.counts, status=status)
+                except StoreError:
+                    pass
     return result
 
 
 def _fetch_iter(client: RegistryClient, source: str, ids: list[str], stop: Callable[[], bool]):
     if source == "ctgov":
-        return ctgov.fetch_by_ids(client, ids)
+        return ctgov.fetch_by_ids(client, ids, should_stop=stop)
     if source == "who":
         return who.fetch_pages(client, ids, should_stop=stop)
     raise ValueError(source)
+
+
+def _budget_spent(client: RegistryClient) -> bool:
+    """True once the source's ``run_budget`` is used up: start no new request."""
+    return client.deadline is not None and time.monotonic() > client.deadline
 
 
 def _refresh_source(
@@ -190,6 +204,10 @@ def _refresh_source(
     flush_log: Callable[[], None],
 ) -> Counter:
     counts: Counter = Counter()
+    # Least recently checked first (never checked before all): a run cut short by its
+    # budget defers the rest, and the next run starts with what was deferred.
+    checked = store.last_checked(source)
+    ids = sorted(ids, key=lambda t: checked.get(t) or "")
     states = store.load_states(source, ids)
     pending: list[Update] = []
     done = 0
@@ -197,14 +215,14 @@ def _refresh_source(
     parser_version = PARSER_VERSION[source]
     handled: set[str] = set()
 
+    vanished: list[Update] = []  # present -> missing, held for the mass-disappearance guard
+    answered_present = 0          # trials present before that the registry answered for
+
     def save(updates: list[Update]) -> None:
         store.save_updates(updates, run_id)
 
-    for fetched in _fetch_iter(client, source, ids, stop):
-        if fetched.trial_id in handled:
-            continue
-        handled.add(fetched.trial_id)
-        update = plan_fetched(store, states.get(fetched.trial_id), fetched, parser_version)
+    def account(update: Update) -> None:
+        nonlocal pending
         counts[update.outcome] += 1
         if update.outcome != "failed":
             counts["fetched"] += update.outcome != "missing"
@@ -221,17 +239,69 @@ def _refresh_source(
                 save(pending)
                 pending = []
                 flush_log()
+
+    for fetched in _fetch_iter(client, source, ids, lambda: stop() or _budget_spent(client)):
+        if fetched.trial_id in handled:
+            continue
+        handled.add(fetched.trial_id)
+        prior = states.get(fetched.trial_id)
+        update = plan_fetched(store, prior, fetched, parser_version)
+        if update.outcome == "failed" and stop():
+            handled.discard(fetched.trial_id)  # cut short by the stop, not the registry: deferred
+            break
+        if prior is not None and prior.state == "present" and update.outcome != "failed":
+            answered_present += 1
+        if update.outcome == "missing" and update.changes:
+            vanished.append(update)
+        else:
+            account(update)
         done += 1
         if progress:
             progress(source, done, total)
         if stop():
             break
+    for update in judge_vanished(vanished, answered_present, states):
+        account(update)
     save(pending)
     flush_log()
     counts["deferred"] += total - len(handled)
     if counts["reappeared"]:
         counts["changed"] += counts["reappeared"]
     return counts
+
+
+#: The mass-disappearance guard: when at least MASS_MISSING_MIN trials, and at least
+#: MASS_MISSING_SHARE of the present trials the registry answered for, vanish in one
+#: run, the registry is more likely broken (a portal serving its not-found template for
+#: everything, a search index that lost records) than the trials deleted.  Those
+#: trials fail for the run instead of each getting a "missing" change; only when the
+#: same trials keep vanishing for MASS_MISSING_CONFIRM runs in a row is it believed.
+MASS_MISSING_MIN = 5
+MASS_MISSING_SHARE = 0.5
+MASS_MISSING_CONFIRM = 3
+
+
+def judge_vanished(vanished: list[Update], answered_present: int, states: dict[str, TrialState]) -> list[Update]:
+    """The present -> missing updates of one source's run, after the mass-disappearance guard (pure)."""
+    if len(vanished) < MASS_MISSING_MIN or len(vanished) < MASS_MISSING_SHARE * answered_present:
+        return vanished
+    out = []
+    for u in vanished:
+        prior = states.get(u.trial_id)
+        if prior is not None and prior.fail_streak >= MASS_MISSING_CONFIRM - 1:
+            out.append(u)  # gone for several runs in a row: believe it
+            continue
+        out.append(
+            plan_failed(
+                u.trial_id,
+                u.source,
+                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
+                f"{answered_present} present trials it answered for in this run: suspected registry "
+                f"fault, not recorded as deletions (believed after {MASS_MISSING_CONFIRM} runs in a row)",
+                u.detected_at or utcnow(),
+            )
+        )
+    return out
 
 
 def plan_fetched(store: Store, state: TrialState | None, fetched: Fetched, parser_version: int) -> Update:
@@ -244,14 +314,15 @@ def plan_fetched(store: Store, state: TrialState | None, fetched: Fetched, parse
         return plan_missing(state, trial_id, source, now)
     try:
         record = normalize_payload(source, trial_id, fetched.payload)
+        if record is not None:
+            record["trial_id"] = trial_id
+            new_hash = content_hash(record)  # also proves the record serializes for the store
     except (ParseError, BlockedPageError) as exc:
         return plan_failed(trial_id, source, f"{type(exc).__name__}: {exc}", now)
     except Exception as exc:  # a parser bug must cost one trial, not the run
         return plan_failed(trial_id, source, f"internal parser error: {type(exc).__name__}: {exc}", now)
     if record is None:
         return plan_missing(state, trial_id, source, now)
-    record["trial_id"] = trial_id
-    new_hash = content_hash(record)
     old_record = None
     if state is not None and state.snapshot_id is not None and new_hash != state.content_hash:
         stored = store.load_snapshot(state.snapshot_id, with_raw=False)  # the raw only if needed below

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable
 
 WIDTH = 60
+
+#: C0 and C1 control characters and DEL: registry text is stored verbatim, but a raw
+#: ESC, BEL or CSI written to a terminal is an escape-sequence injection.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` (safe to print to a terminal)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def short(value: Any, width: int = WIDTH) -> str:
@@ -18,6 +28,7 @@ def short(value: Any, width: int = WIDTH) -> str:
         text = "; ".join(" ".join(v.split()) for v in value)
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = printable(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -37,7 +48,7 @@ def describe_change(change: dict[str, Any], width: int = WIDTH) -> str:
 
 def table(rows: Iterable[Iterable[Any]], headers: list[str]) -> str:
     """Left-aligned columns separated by two spaces."""
-    rows = [[str(c) for c in r] for r in rows]
+    rows = [[printable(str(c)) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for r in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, r)]

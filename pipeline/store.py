@@ -12,6 +12,11 @@ section for every column):
 ``runs``       one row per refresh run with its counts.
 ``fetch_log``  one row per HTTP request: URL, status, attempts, time, error.
 ``meta``       small key/value state (schema version, report cursors, data timestamps).
+``failure_events``  a trial that began failing run after run ("failing"), or recovered
+               ("recovered"): raised once per streak, delivered like changes.
+``channels``   one row per configured alert channel: how far it has been served
+               (cursors over ``changes`` and ``failure_events``) and its last outcome.
+``deliveries`` which change or failure event went to which channel, and when.
 
 A trial's snapshot, its changes and its ``trials`` row are written in one
 transaction (:meth:`Store.save_update`): a crash leaves either all of them or none.
@@ -151,6 +156,36 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
 );
+
+CREATE TABLE IF NOT EXISTS failure_events (
+    id INTEGER PRIMARY KEY,
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,                           -- failing | recovered
+    streak INTEGER NOT NULL,                      -- runs in a row that failed (recovered: the alert's streak)
+    error TEXT,                                   -- the last error of the streak
+    detected_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS channels (
+    name TEXT PRIMARY KEY,                        -- the alert rule's name
+    channel TEXT NOT NULL,                        -- webhook | email | folder | apprise
+    change_cursor INTEGER NOT NULL,               -- every change id <= this was delivered or not wanted
+    failure_cursor INTEGER NOT NULL,              -- the same over failure_events
+    created_at TEXT NOT NULL,
+    last_attempt TEXT,
+    last_success TEXT,
+    last_error TEXT,                              -- NULL once a delivery succeeds
+    failing_since TEXT
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    channel TEXT NOT NULL,
+    item TEXT NOT NULL,                           -- change | failure
+    item_id INTEGER NOT NULL,
+    delivered_at TEXT NOT NULL,
+    PRIMARY KEY (channel, item, item_id)
+) WITHOUT ROWID;
 """ + """
 -- The mirror (query watches), history backfill and full-text search.
 
@@ -293,6 +328,8 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
+            if "full" in str(exc):  # no room for the file, its WAL or its schema
+                raise StoreError(_describe(exc, self.path)) from None
             raise StoreError(f"cannot open database {path}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"cannot create database folder for {path}: {exc.strerror or exc}") from None
@@ -461,6 +498,11 @@ class Store:
                     state.parser_version = row[8]
                 out[state.trial_id] = state
         return out
+
+    def last_checked(self, source: str) -> dict[str, str | None]:
+        """When each trial of ``source`` was last checked (fetched, failed or missing)."""
+        rows = self.conn.execute("SELECT trial_id, last_checked FROM trials WHERE source = ?", (source,))
+        return dict(rows.fetchall())
 
     def load_state(self, trial_id: str, source: str) -> TrialState | None:
         """One trial's state, with its current record."""
@@ -709,6 +751,218 @@ class Store:
             params.append(source)
         sql += " ORDER BY id"
         return [dict(r) for r in self.db.query(sql, params)]
+
+    def trial_titles(self) -> dict[tuple[str, str], str | None]:
+        """(trial_id, source) -> current title, for reports."""
+        return {(t, s): title for t, s, title in self.conn.execute("SELECT trial_id, source, title FROM trials")}
+
+    def failing_trials(self, min_streak: int = 1) -> list[dict[str, Any]]:
+        """Trials whose last ``min_streak`` or more runs failed, longest streak first."""
+        return [
+            dict(r)
+            for r in self.db.query(
+                "SELECT trial_id, source, state, fail_streak, last_error, last_checked, alerted_failure FROM trials"
+                " WHERE fail_streak >= ? ORDER BY fail_streak DESC, trial_id, source",
+                [min_streak],
+            )
+        ]
+
+    def last_run(self, source: str) -> dict[str, Any] | None:
+        """The most recent run that covered ``source`` (None when it never ran)."""
+        rows = self.runs(limit=1, source=source)
+        return rows[0] if rows else None
+
+    # -- failure alerts -------------------------------------------------------------------
+
+    def note_failure_streaks(self, threshold: int, now: str | None = None) -> list[dict[str, Any]]:
+        """Raise one 'failing' event per streak that reached ``threshold`` runs, one 'recovered' per end.
+
+        ``trials.alerted_failure`` remembers that a streak's alert is out, so calling
+        this after every run (or twice after one) raises nothing new until the trial
+        recovers and fails again.  Returns the events it recorded.
+        """
+        now = now or utcnow()
+
+        def note() -> list[dict[str, Any]]:
+            conn = self.conn
+            events: list[dict[str, Any]] = []
+            failing = conn.execute(
+                "SELECT trial_id, source, fail_streak, last_error FROM trials"
+                " WHERE fail_streak >= ? AND alerted_failure = 0 ORDER BY trial_id, source",
+                (threshold,),
+            ).fetchall()
+            for trial_id, source, streak, error in failing:
+                events.append({"trial_id": trial_id, "source": source, "kind": "failing", "streak": streak,
+                               "error": error, "detected_at": now})
+            recovered = conn.execute(
+                "SELECT t.trial_id, t.source, (SELECT e.streak FROM failure_events e WHERE e.trial_id = t.trial_id"
+                " AND e.source = t.source AND e.kind = 'failing' ORDER BY e.id DESC LIMIT 1),"
+                " (SELECT e.error FROM failure_events e WHERE e.trial_id = t.trial_id"
+                " AND e.source = t.source AND e.kind = 'failing' ORDER BY e.id DESC LIMIT 1)"
+                " FROM trials t WHERE t.alerted_failure = 1 AND t.fail_streak = 0 ORDER BY t.trial_id, t.source"
+            ).fetchall()
+            for trial_id, source, streak, error in recovered:
+                events.append({"trial_id": trial_id, "source": source, "kind": "recovered", "streak": streak or 0,
+                               "error": error, "detected_at": now})
+            for e in events:
+                cur = conn.execute(
+                    "INSERT INTO failure_events (trial_id, source, kind, streak, error, detected_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (e["trial_id"], e["source"], e["kind"], e["streak"], e["error"], e["detected_at"]),
+                )
+                e["id"] = cur.lastrowid
+                conn.execute(
+                    "UPDATE trials SET alerted_failure = ? WHERE trial_id = ? AND source = ?",
+                    (1 if e["kind"] == "failing" else 0, e["trial_id"], e["source"]),
+                )
+            return events
+
+        return self._write(note)
+
+    def failure_events(
+        self, *, since: str | None = None, after_id: int | None = None, upto_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Recorded failure events, oldest first."""
+        sql = "SELECT * FROM failure_events WHERE 1=1"
+        params: list[Any] = []
+        if since:
+            sql += " AND detected_at >= ?"
+            params.append(since)
+        if after_id is not None:
+            sql += " AND id > ?"
+            params.append(after_id)
+        if upto_id is not None:
+            sql += " AND id <= ?"
+            params.append(upto_id)
+        return [dict(r) for r in self.db.query(sql + " ORDER BY id", params)]
+
+    def max_ids(self) -> tuple[int, int]:
+        """The highest change id and failure event id now stored (0 when none)."""
+        (change,) = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()
+        (failure,) = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM failure_events").fetchone()
+        return int(change), int(failure)
+
+    # -- report cursor --------------------------------------------------------------------
+
+    def report_cursor(self) -> tuple[int, int]:
+        """(change id, failure event id) reported up to by ``report --since last``."""
+        change = self.get_meta("report_cursor_change")
+        failure = self.get_meta("report_cursor_failure")
+        return int(change or 0), int(failure or 0)
+
+    def set_report_cursor(self, change_id: int, failure_id: int) -> None:
+        def update() -> None:
+            for key, value in (("report_cursor_change", change_id), ("report_cursor_failure", failure_id)):
+                self.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, str(value)),
+                )
+
+        self._write(update)
+
+    # -- alert channels -------------------------------------------------------------------
+
+    def ensure_channel(self, name: str, channel: str) -> dict[str, Any]:
+        """The channel's row, created on first sight with its cursors at "now".
+
+        A channel added to an installation with years of history starts with what
+        happens from now on, not with a flood of old changes.
+        """
+
+        def ensure() -> None:
+            change, failure = self.max_ids()
+            self.conn.execute(
+                "INSERT OR IGNORE INTO channels (name, channel, change_cursor, failure_cursor, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, channel, change, failure, utcnow()),
+            )
+
+        self._write(ensure)
+        return self.channel(name)  # type: ignore[return-value]
+
+    def channel(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM channels WHERE name = ?", [name]))
+        return dict(rows[0]) if rows else None
+
+    def channels(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.query("SELECT * FROM channels ORDER BY name")]
+
+    def undelivered(self, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
+        """What the channel has not been sent yet, before its rule filters it.
+
+        Returns (changes, failure events, change id upto, failure id upto): every
+        non-backfilled change and every failure event past the channel's cursors, up to
+        the ids stored when this was read.  Backfilled changes are history, never alerts;
+        "detail" rows (the registry's wording moving with its normalized field) would
+        say the same thing twice.
+        """
+        row = self.channel(name)
+        if row is None:
+            raise KeyError(name)
+        upto_change, upto_failure = self.max_ids()
+        changes = [
+            decode_change(dict(r))
+            for r in self.db.query(
+                "SELECT * FROM changes c WHERE c.id > ? AND c.id <= ? AND c.backfilled = 0 AND c.kind != 'detail'"
+                " AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries d WHERE d.channel = ? AND d.item = 'change' AND d.item_id = c.id)"
+                " ORDER BY c.id",
+                [row["change_cursor"], upto_change, name],
+            )
+        ]
+        failures = [
+            dict(r)
+            for r in self.db.query(
+                "SELECT * FROM failure_events f WHERE f.id > ? AND f.id <= ? AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries d WHERE d.channel = ? AND d.item = 'failure' AND d.item_id = f.id)"
+                " ORDER BY f.id",
+                [row["failure_cursor"], upto_failure, name],
+            )
+        ]
+        return changes, failures, max(upto_change, row["change_cursor"]), max(upto_failure, row["failure_cursor"])
+
+    def record_delivery(
+        self,
+        name: str,
+        change_ids: Iterable[int],
+        failure_ids: Iterable[int],
+        upto_change: int,
+        upto_failure: int,
+    ) -> None:
+        """After a successful send: note what went out and move the channel's cursors, at once."""
+        now = utcnow()
+
+        def record() -> None:
+            rows = [(name, "change", i, now) for i in change_ids] + [(name, "failure", i, now) for i in failure_ids]
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (channel, item, item_id, delivered_at) VALUES (?, ?, ?, ?)", rows
+            )
+            self.conn.execute(
+                "UPDATE channels SET change_cursor = MAX(change_cursor, ?), failure_cursor = MAX(failure_cursor, ?),"
+                " last_attempt = ?, last_success = ?, last_error = NULL, failing_since = NULL WHERE name = ?",
+                (upto_change, upto_failure, now, now, name),
+            )
+
+        self._write(record)
+
+    def advance_channel(self, name: str, upto_change: int, upto_failure: int) -> None:
+        """Nothing past the cursors was wanted by the channel's rule: skip over it."""
+        self._write(
+            self.conn.execute,
+            "UPDATE channels SET change_cursor = MAX(change_cursor, ?), failure_cursor = MAX(failure_cursor, ?)"
+            " WHERE name = ?",
+            (upto_change, upto_failure, name),
+        )
+
+    def record_delivery_failure(self, name: str, error: str) -> None:
+        """A send failed: keep the cursors (the backlog waits for the next run), note why."""
+        now = utcnow()
+        self._write(
+            self.conn.execute,
+            "UPDATE channels SET last_attempt = ?, last_error = ?, failing_since = COALESCE(failing_since, ?)"
+            " WHERE name = ?",
+            (now, error, now, name),
+        )
 
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]

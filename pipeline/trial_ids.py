@@ -14,7 +14,9 @@ from pipeline.errors import InvalidTrialId
 
 #: (registry, pattern) in the order they are tried.  Patterns are anchored.
 REGISTRY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern))
+    # re.ASCII: without it \d also matches Arabic-Indic, full-width and other Unicode
+    # digits, and "NCT0425211\uff18" would pass as an NCT ID.
+    (name, re.compile(pattern, re.ASCII))
     for name, pattern in (
         ("ClinicalTrials.gov", r"NCT\d{8}"),
         ("ChiCTR", r"ChiCTR(?:\d{10}|-[A-Z]{2,5}-\d{8,10}|-[A-Z]{2,5}-[A-Z]\d{6,10})"),
@@ -39,7 +41,7 @@ REGISTRY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 
-_NCT_ANY_CASE = re.compile(r"nct\d{8}", re.IGNORECASE)
+_NCT_ANY_CASE = re.compile(r"nct\d{8}", re.IGNORECASE | re.ASCII)
 
 
 def normalize_trial_id(raw: str) -> str:

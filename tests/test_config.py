@@ -74,3 +74,12 @@ def test_unreadable_and_invalid_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError):
         load_config(binary)
+
+
+def test_cron_expression_that_never_fires_is_rejected():
+    # Every field is valid on its own, but February never has a 30th or 31st.
+    for expression in ("0 0 31 2 *", "0 0 30 2 *", "0 0 0 31 4 *"):
+        with pytest.raises(ConfigError, match="never fires") as info:
+            parse_config({"schedule": {"ctgov": expression}})
+        assert info.value.key == "schedule.ctgov"
+    parse_config({"schedule": {"ctgov": "0 0 29 2 *"}})  # leap years: fine

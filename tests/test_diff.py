@@ -112,3 +112,21 @@ def test_applying_recorded_changes_rebuilds_the_new_record(a, b):
     changes = diff_records(a, b)
     assert records_equivalent(apply_changes(a, changes), b)
     assert (changes == []) == (content_hash(a) == content_hash(b))
+
+
+@pytest.mark.parametrize("before,after", [(False, 0), (True, 1), (1, 1.0), ([0], [False])])
+def test_values_equal_in_python_but_not_in_json_are_a_change(before, after):
+    """``False == 0`` in Python; the content hash tells them apart, so the diff must too.
+
+    Otherwise a new snapshot (hash changed) would be written with no change row."""
+    a, b = rec(results_posted=before), rec(results_posted=after)
+    changes = diff_records(a, b)
+    assert (changes == []) == (content_hash(a) == content_hash(b))
+    assert [c["field"] for c in changes] == ["results_posted"]
+
+
+def test_python_equal_values_inside_lists_are_a_change_too():
+    """[0] == [False] in Python: a fast path on ``==`` would bring the bug back."""
+    a, b = rec(conditions=[0]), rec(conditions=[False])
+    assert [c["field"] for c in diff_records(a, b)] == ["conditions"]
+    assert content_hash(a) != content_hash(b)

@@ -293,3 +293,21 @@ def test_cli_backfill_history_queries_refresh(tmp_path, sim):
     (row,) = json.loads(result.output)
     assert row["name"] == "recruiting" and row["members"] == len(live_nct(corpus, {"RECRUITING"}))
     assert row["loaded"] and row["last_full_sweep"]
+
+
+def test_a_sweep_that_loses_most_members_is_a_suspected_registry_fault(tmp_path, sim):
+    corpus, server = sim
+    config = make_config(tmp_path, server, queries=[{"name": "all", "status": ALL}])
+    store = Store(config.database_path)
+    refresh(config, store, sources=["ctgov"])
+    members = store.query_members("all")
+    # The registry's search loses most of the query's records (as a broken index would).
+    lost = sorted(members)[: len(members) * 2 // 3]
+    for trial_id in lost:
+        corpus.get(trial_id).deleted = True
+    corpus.generation += 1
+    result = refresh(config, store, sources=["ctgov"], full_sweep=True)
+    assert not [c for c in store.changes() if c["kind"] == "missing"]
+    assert result.counts["failed"] == len(lost)
+    assert store.query_members("all") == members  # still members, failed for this run
+    store.close()

@@ -663,3 +663,12 @@ def test_absurd_nesting_does_not_exhaust_recursion(page: str) -> None:
     title = "<b>" * 5000 + "Deep <div>title</div> text" + "</b>" * 5000
     rec = parse_trial_page(set_span(page, "DataList3_ctl01_Public_titleLabel", title), TRIAL)
     assert rec["public_title"] == "Deep title text"
+
+
+def test_absurd_target_size_is_not_a_number():
+    """An int past 64 bits crashed the content hash (orjson) and with it the whole run."""
+    from pipeline.parse_who import parse_target_size
+
+    assert parse_target_size("1,000,000,000,000,000,000,000") is None
+    assert parse_target_size("999,999,999,999,999") == 999_999_999_999_999
+    assert parse_target_size("1,600") == 1600

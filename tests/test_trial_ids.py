@@ -42,3 +42,19 @@ def test_invalid_ids_are_rejected_with_a_message(bad):
     with pytest.raises(InvalidTrialId) as info:
         normalize_trial_id(bad)
     assert str(info.value)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["NCT0425211\uff18",                 # full-width digit eight
+     "NCT\u0660\u0664\u0662\u0665\u0662\u0661\u0661\u0668",  # Arabic-Indic digits
+     "ISRCTN\u0968\u0969\u0669\u0667\u0661\u0661\u0665\u0661",  # Devanagari / Arabic-Indic mix
+     "CTRI/\uff12\uff10\uff12\uff10/05/025114",
+     "\uff4ect04252118",                 # full-width n
+     "NCT04252118\u200b",               # zero-width space (not stripped by str.strip)
+     "NCT0425\u00b2118"],               # superscript two
+)
+def test_unicode_lookalike_digits_are_rejected(bad):
+    """Only ASCII IDs pass: a Unicode digit would reach a URL and a SQL row as a different ID."""
+    with pytest.raises(InvalidTrialId):
+        normalize_trial_id(bad)

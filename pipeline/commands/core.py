@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -10,7 +11,7 @@ import threading
 import click
 
 from pipeline.errors import ConfigError
-from pipeline.render_table import changes_table, describe_change, record_lines, table
+from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
 from pipeline.trial_ids import normalize_trial_id, sources_for
 
 SOURCE_CHOICE = click.Choice(["ctgov", "who"])
@@ -26,7 +27,13 @@ def trial_id_arg(ctx, param, value):
 
 
 def _json_out(value) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    # json escapes C0 controls but not DEL and C1 (a CSI is one of them): escape them
+    # too, so registry text piped to a terminal cannot carry escape sequences.
+    click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+_C1 = re.compile("[\x7f-\x9f]")
 
 
 def change_json(row: dict) -> dict:
@@ -113,7 +120,7 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     if show:
         show.close()
     for trial_id, source, error in result.failures[:20]:
-        click.echo(f"failed: {trial_id} ({source}): {error}", err=True)
+        click.echo(printable(f"failed: {trial_id} ({source}): {error}"), err=True)
     if len(result.failures) > 20:
         click.echo(f"... and {len(result.failures) - 20} more failures (see the fetch_log table)", err=True)
     click.echo(f"run {result.run_id}: {result.summary()}")

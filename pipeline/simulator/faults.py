@@ -24,9 +24,18 @@ Kinds and their parameters (what each simulates is in :data:`KINDS`):
   the first half of the body);
 * ``invalid_json``, ``html_instead_of_json``, ``empty_200``, ``bot_check``,
   ``access_denied``, ``error_page`` (all HTTP 200), ``layout_change`` (WHO span ids
-  renamed / CT.gov JSON keys renamed);
+  renamed / CT.gov JSON keys renamed; ``mode: "empty_fields"``: WHO ids kept but most
+  fields empty, only the ``keep`` span names, default title, status and ID, keep text);
 * ``huge`` (``size`` bytes, default 50 MB, streamed; chunked unless
   ``content_length: true``), ``deep_json`` (``depth``, default 100,000 nested objects);
+* ``wrong_trial``: the WHO page of another trial (``other``, default the next one in the
+  corpus) for the one requested;
+* ``redirect_loop``: a 302 whose Location is the request itself (a misconfigured proxy or
+  captive portal);
+* ``not_found``: the registry denies the trial exists while it does (a portal serving its
+  not-found template for everything, a search index that lost records): the WHO
+  not-found page, a ``/studies`` page without the ``trial`` (without any study when no
+  ``trial`` is given), a 404 for one study;
 * ``script_title`` (a title with ``<script>alert(1)</script>`` and SQL-looking text),
   ``control_chars`` (control characters and invalid UTF-8 bytes in a title;
   ``mode: "escaped"`` keeps the JSON valid, with ``\\u0000``-style escapes only).
@@ -58,6 +67,9 @@ KINDS: dict[str, str] = {
     "layout_change": "200 with the page's ids (or JSON keys) renamed",
     "huge": "an enormous body",
     "deep_json": "JSON nested very deeply",
+    "redirect_loop": "302 to the same URL, forever",
+    "wrong_trial": "the page of another trial (a portal cache mix-up)",
+    "not_found": "the registry says it has no such trial (WHO not-found page, CT.gov study left out / 404)",
     "script_title": "a title with a script tag and SQL-looking text",
     "control_chars": "a title with control characters and invalid UTF-8",
 }

@@ -583,6 +583,21 @@ def layout_changed(page: bytes) -> bytes:
     return text.encode("utf-8")
 
 
+_SPAN_TEXT_RE = re.compile(r'(<span id="DataList\d+_ctl\d+_(\w+)"[^>]*>)(.*?)(</span>)', re.S)
+_KEEP_DEFAULT = ("TrialIDLabel", "Public_titleLabel", "Scientific_titleLabel", "Recruitment_statusLabel")
+
+
+def fields_emptied(page: bytes, keep: list[str] | tuple[str, ...] | None = None) -> bytes:
+    """The same page after a redesign that the old markup still half-matches: the ids are
+    there but most fields come back empty (only the ``keep`` span names keep their text)."""
+    names = tuple(keep) if keep else _KEEP_DEFAULT
+
+    def blank(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(2) in names else m.group(1) + m.group(4)
+
+    return _SPAN_TEXT_RE.sub(blank, page.decode("utf-8", "replace")).encode("utf-8")
+
+
 def bot_check_page() -> bytes:
     """A browser-check interstitial served with HTTP 200 instead of the trial."""
     return b"""<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>

@@ -214,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
                 for a, b in ((b'"protocolSection"', b'"protocol"'), (b'"identificationModule"', b'"identification"'),
                              (b'"statusModule"', b'"status"'), (b'"designModule"', b'"design"')):
                     body = body.replace(a, b)
+            elif p.get("mode") == "empty_fields":
+                body = render_who.fields_emptied(body, keep=p.get("keep"))
             else:
                 body = render_who.layout_changed(body)
             self._send(status, ctype, body, headers)
@@ -222,6 +224,17 @@ class _Handler(BaseHTTPRequestHandler):
         elif k == "deep_json":
             depth = int(p.get("depth", 100_000))
             self._send(200, JSON, b'{"a":' * depth + b"1" + b"}" * depth)
+        elif k == "wrong_trial" and who:
+            ids = owner.corpus.ids
+            asked = trial_ids[0] if trial_ids else ""
+            other = p.get("other") or (ids[(ids.index(asked) + 1) % len(ids)] if asked in ids else ids[0])
+            self._send(200, HTML, owner.corpus.who_page(str(other)), {"Cache-Control": "private"})
+        elif k == "wrong_trial":
+            self._send(*produce())
+        elif k == "redirect_loop":
+            self._send(302, TEXT, b"Found", {"Location": self.path})
+        elif k == "not_found":
+            self._send(*owner._not_found(route, trial_ids, produce, rule))
         elif k in ("script_title", "control_chars"):
             self._send(*owner._title_fault(k, route, trial_ids, produce, rule))
         else:  # pragma: no cover - FaultRule validates kinds
@@ -502,12 +515,29 @@ class SimulatorServer:
             return 404, TEXT, f"Study {tid} version {raw} not found".encode(), {}
         return 200, JSON, orjson.dumps(data), {}
 
+    def _not_found(self, route: str, trial_ids: list[str], produce: Callable[[], Response],
+                   rule: FaultRule) -> Response:
+        """The registry's "no such trial" answer for a trial that exists."""
+        if route.startswith("who"):
+            return 200, HTML, render_who.not_found_page(trial_ids[0] if trial_ids else ""), {}
+        if route == "ctgov.study":
+            return 404, TEXT, f"Study {trial_ids[0]} not found".encode(), {}
+        status, ctype, body, headers = produce()
+        if route != "ctgov.studies" or status != 200 or ctype != JSON:
+            return status, ctype, body, headers
+        doc = orjson.loads(body)
+        doc["studies"] = [
+            s for s in doc.get("studies", [])
+            if rule.trial and s.get("protocolSection", {}).get("identificationModule", {}).get("nctId") != rule.trial
+        ]
+        return 200, JSON, orjson.dumps(doc), headers
+
     def _title_fault(self, kind: str, route: str, trial_ids: list[str], produce: Callable[[], Response],
                      rule: FaultRule) -> Response:
         """A normal response whose (first or ``trial``) record carries a hostile title."""
         status, ctype, body, headers = produce()
         placeholder = "\u2063TITLE\u2063"
-        title = SCRIPT_TITLE if kind == "script_title" else placeholder
+        title = str(rule.params.get("title", SCRIPT_TITLE)) if kind == "script_title" else placeholder
         raw_mode = kind == "control_chars" and rule.params.get("mode", "raw") == "raw"
         if kind == "control_chars" and not raw_mode:
             title = CONTROL_TITLE_BYTES.decode("utf-8", "replace")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -41,11 +41,15 @@ def study_nct_ids(study: dict) -> list[str]:
     return ids
 
 
-def fetch_by_ids(client: RegistryClient, trial_ids: Iterable[str]) -> Iterator[Fetched]:
-    """Yield one :class:`Fetched` per requested NCT ID."""
+def fetch_by_ids(
+    client: RegistryClient, trial_ids: Iterable[str], *, should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[Fetched]:
+    """Yield one :class:`Fetched` per requested NCT ID (no new batch once ``should_stop()``)."""
     ids = list(dict.fromkeys(trial_ids))
     per_request = max(1, client.source.ids_per_request)
     for start in range(0, len(ids), per_request):
+        if should_stop():
+            return
         yield from _fetch_batch(client, ids[start : start + per_request])
 
 
@@ -69,6 +73,15 @@ def _fetch_batch(client: RegistryClient, batch: list[str]) -> Iterator[Fetched]:
             if response.status == 404:
                 raise FetchError(f"HTTP 404 from {response.url} (is sources.ctgov.base_url right?)", url=response.url, status=404)
             studies, token, _total = parse_studies_page(response.body)
+            unnamed = sum(1 for study in studies if not study_nct_ids(study))
+            if unnamed:
+                # Every study of a filter.ids answer has an NCT ID.  Without this check a
+                # renamed key made every watched trial look deleted: a flood of false
+                # "missing" changes instead of one parse error.
+                raise ParseError(
+                    f"ClinicalTrials.gov studies page: {unnamed} of {len(studies)} studies have no "
+                    "protocolSection.identificationModule.nctId (API layout changed?)"
+                )
         except (FetchError, ParseError) as exc:
             for trial_id in batch:
                 if trial_id not in seen:

@@ -1,0 +1,85 @@
+"""JSON and CSV reports: the same rows as the tables, for scripts and spreadsheets (pure).
+
+Each change row has the keys of ``trialwatch changes --json`` plus ``id``, ``title``
+and ``url``, in report order.  JSON adds the summary and the failure events; CSV is
+the change rows alone (one kind of row per file), values that are lists or objects
+written as JSON, control characters in text shown as U+FFFD (JSON escapes them), and
+text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) given a
+leading ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from pipeline.report.model import ChangeLine, Report, TrialGroup, printable
+
+CSV_COLUMNS = (
+    "id", "trial_id", "source", "title", "url", "significance", "field", "kind", "old", "new",
+    "added", "removed", "detected_at", "backfilled",
+)
+
+
+def change_row(group: TrialGroup, change: ChangeLine) -> dict[str, Any]:
+    """The public form of one change in a report."""
+    from pipeline.commands.core import change_json
+
+    return {"id": change.id, **change_json(change.row), "title": group.title, "url": group.url}
+
+
+def rows(report: Report) -> list[dict[str, Any]]:
+    return [change_row(g, c) for g in report.groups for c in g.changes]
+
+
+def failure_rows(report: Report) -> list[dict[str, Any]]:
+    keys = ("id", "trial_id", "source", "kind", "streak", "error", "detected_at")
+    return [{**{k: f.row.get(k) for k in keys}, "url": f.url} for f in report.failures]
+
+
+def render_json(report: Report) -> str:
+    counts = report.counts()
+    doc = {
+        "title": report.title,
+        "generated_at": report.generated_at,
+        "since": report.since,
+        "summary": {
+            "text": report.summary(),
+            "changes": len(report.change_lines),
+            "trials": len(report.groups),
+            "by_significance": {k: v for k, v in counts.items()},
+            "failures": len(report.failures),
+        },
+        "changes": rows(report),
+        "failures": failure_rows(report),
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)  # JSON escapes control characters
+    if isinstance(value, str):
+        text = printable(value)  # a CSV printed on a terminal must not carry ESC sequences
+        # A cell starting with = + - @ (or tab, CR) runs as a formula in a spreadsheet
+        # (CSV injection: a registry title '=HYPERLINK(...)' would); a leading ' keeps it text.
+        return "'" + text if text[:1] in _FORMULA_START else text
+    return value
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def render_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows(report):
+        writer.writerow([_cell(row.get(k)) for k in CSV_COLUMNS])
+    return out.getvalue()

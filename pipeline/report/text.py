@@ -1,0 +1,55 @@
+"""The plain-text report: for a terminal, a log, or the text part of an e-mail (pure)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from pipeline.report.model import ChangeLine, Report
+
+INDENT = "    "
+
+
+def render_text(report: Report) -> str:
+    lines = [report.title + (f" ({report.since})" if report.since else ""), f"generated {report.generated_at}"]
+    lines.append(report.summary())
+    for group in report.groups:
+        lines.append("")
+        head = f"{group.trial_id} [{group.registry}]"
+        if group.title:
+            head += f" {group.title}"
+        lines.append(head)
+        lines.append(f"  {group.url}")
+        for change in group.changes:
+            lines.extend(_change(change))
+    if report.failures:
+        lines.append("")
+        lines.append("Fetch failures")
+        for f in report.failures:
+            lines.append(f"  {f.row['trial_id']} [{f.row['source']}] {f.describe()} ({f.row['detected_at']})")
+            lines.append(f"    {f.url}")
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, prefix: str) -> list[str]:
+    return textwrap.wrap(text, width=100, initial_indent=prefix, subsequent_indent=prefix + "  ") or [prefix]
+
+
+def _change(c: ChangeLine) -> list[str]:
+    head = f"  [{c.significance}] {c.label}"
+    if c.row.get("backfilled"):
+        head += " (backfilled history)"
+    head += f"  ({c.detected_at})"
+    out = [head]
+    if c.added is not None:
+        out += [line for item in c.added for line in _wrap(item, INDENT + "+ ")]
+        out += [line for item in c.removed or [] for line in _wrap(item, INDENT + "- ")]
+        if not c.added and not c.removed:
+            out.append(INDENT + "(reordered)")
+    elif c.words is not None:
+        marked = " ".join(
+            {"same": w.text, "gap": "…", "del": f"[-{w.text}-]", "ins": f"{{+{w.text}+}}"}[w.op] for w in c.words
+        )
+        out += _wrap(marked, INDENT)
+    else:
+        out += _wrap(f"{c.old_text} -> {c.new_text}", INDENT)
+    return out
