@@ -178,23 +178,9 @@ SCENARIOS = {"refresh": scenario_refresh, "floor_ctgov": scenario_floor_ctgov, "
 
 
 def serve_simulator(port: int, size: int, change_rate: float) -> None:
-    """``trialwatch simulate`` with TCP_NODELAY on its sockets.
-
-    The simulator writes a response's headers and body in two writes; with Nagle's
-    algorithm on, the body waits for the client's delayed ACK of the headers (~40 ms
-    on Linux loopback), which would make every request cost 40 ms of nobody's work.
-    """
-    import socket as _socket
-
+    """``trialwatch simulate`` in this process (its handler sets TCP_NODELAY itself)."""
     from pipeline.simulator import server as sim_server
 
-    original = sim_server._Handler.setup
-
-    def setup(handler) -> None:
-        handler.request.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-        original(handler)
-
-    sim_server._Handler.setup = setup
     sim_server.serve(port=port, size=size, seed=SEED, change_rate=change_rate)
 
 

@@ -127,8 +127,6 @@ def _all_commands(group: click.Group, prefix=()):
 
 def test_every_command_and_option_is_in_the_readme():
     readme = (REPO / "README.md").read_text()
-    # README sections waiting to be merged in by the lead (notes/README-issue<N>.md).
-    readme += "".join(p.read_text() for p in sorted((REPO / "notes").glob("README-*.md")))
     for path, command in _all_commands(cli):
         assert " ".join(path) in readme, f"`trialwatch {' '.join(path)}` is not documented in README.md"
         for param in command.params:

@@ -81,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nginx"
     sys_version = ""
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body
+    # waits for the client's delayed ACK (~40 ms on loopback) on every keep-alive
+    # request, which would make the simulator, not trialwatch, the bottleneck.
+    disable_nagle_algorithm = True
     server: _Server
 
     # ------------------------------------------------------------------ plumbing
