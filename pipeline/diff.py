@@ -62,6 +62,7 @@ def canonical(value: Any) -> Any:
     if cls is list:
         items = []
         append = items.append
+        all_text = True
         for v in value:
             if v.__class__ is str:
                 v = _norm_text(v)
@@ -71,10 +72,17 @@ def canonical(value: Any) -> Any:
                 v = canonical(v)
                 if v is not None:
                     append(v)
+                    all_text = False
         if not items:
             return None
         if len(items) > 1:
-            items.sort(key=_sort_key)
+            # Any deterministic order makes a canonical form; text sorts as itself
+            # (most lists are text: locations, conditions, outcomes), anything else
+            # by its serialization.
+            if all_text:
+                items.sort()
+            else:
+                items.sort(key=_sort_key)
         return items
     if cls is dict:
         out = {}
