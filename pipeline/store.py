@@ -597,28 +597,7 @@ class Store:
                     (snapshot_id, u.trial_id, u.source, *search_texts(u.record)),
                 )
         if u.changes:
-            conn.executemany(
-                "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
-                " significance, kind, detected_at, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        u.trial_id,
-                        u.source,
-                        snapshot_id,
-                        run_id,
-                        c["field"],
-                        dumps(c.get("old")),
-                        dumps(c.get("new")),
-                        None if c.get("added") is None else dumps(c["added"]),
-                        None if c.get("removed") is None else dumps(c["removed"]),
-                        c["significance"],
-                        c.get("kind", "field"),
-                        now,
-                        int(u.backfilled),
-                    )
-                    for c in u.changes
-                ],
-            )
+            _insert_changes(conn, u.trial_id, u.source, snapshot_id, run_id, u.changes, now, u.backfilled)
         if u.outcome == "missing":
             conn.execute(
                 "INSERT INTO trials (trial_id, source, state, missing_since, last_checked, fail_streak, last_error)"
@@ -1108,27 +1087,7 @@ class Store:
             if cur.rowcount == 0:
                 return None
             snapshot_id = int(cur.lastrowid)
-            self.conn.executemany(
-                "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
-                " significance, kind, detected_at, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                [
-                    (
-                        trial_id,
-                        source,
-                        snapshot_id,
-                        run_id,
-                        c["field"],
-                        dumps(c.get("old")),
-                        dumps(c.get("new")),
-                        None if c.get("added") is None else dumps(c["added"]),
-                        None if c.get("removed") is None else dumps(c["removed"]),
-                        c["significance"],
-                        c.get("kind", "field"),
-                        detected_at,
-                    )
-                    for c in changes
-                ],
-            )
+            _insert_changes(self.conn, trial_id, source, snapshot_id, run_id, changes, detected_at, True)
             return snapshot_id
 
         return self._write(insert)
@@ -1257,6 +1216,41 @@ class Store:
         for (record,) in cur.execute(sql, params):
             yield record
 
+
+
+def _insert_changes(
+    conn: sqlite3.Connection,
+    trial_id: str,
+    source: str,
+    snapshot_id: int | None,
+    run_id: int | None,
+    changes: list[dict[str, Any]],
+    detected_at: str,
+    backfilled: bool,
+) -> None:
+    """Write change rows (inside the caller's transaction)."""
+    conn.executemany(
+        "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
+        " significance, kind, detected_at, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                trial_id,
+                source,
+                snapshot_id,
+                run_id,
+                c["field"],
+                dumps(c.get("old")),
+                dumps(c.get("new")),
+                None if c.get("added") is None else dumps(c["added"]),
+                None if c.get("removed") is None else dumps(c["removed"]),
+                c["significance"],
+                c.get("kind", "field"),
+                detected_at,
+                int(backfilled),
+            )
+            for c in changes
+        ],
+    )
 
 def decode_change(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("old", "new", "added", "removed"):
