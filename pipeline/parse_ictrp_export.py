@@ -318,6 +318,15 @@ def parse_export_xml(body: bytes | str, *, stats: ExportStats | None = None) -> 
 
 
 def _iter_xml(body: bytes, stats: ExportStats | None) -> Iterator[Record]:
+    for rec, _raw in _walk_xml_trials(body, stats, keep_raw=False):
+        yield rec
+
+
+def _walk_xml_trials(
+    body: bytes, stats: ExportStats | None, *, keep_raw: bool
+) -> Iterator[tuple[Record, bytes | None]]:
+    """Stream ``(record, raw)`` per ``<Trial>``; ``raw`` is a one-trial export file when
+    ``keep_raw`` (what the importer stores so the parser can re-read the row later)."""
     position = 0
     depth = 0
     root: ET.Element | None = None
@@ -342,6 +351,11 @@ def _iter_xml(body: bytes, stats: ExportStats | None) -> Iterator[Record]:
                 text = "".join(child.itertext())
                 previous = row.get(name)
                 row[name] = f"{previous};{text}" if previous and previous.strip() else text
+            raw = None
+            if keep_raw:
+                elem.tail = None
+                tag = XML_ROOT.encode()
+                raw = b"<" + tag + b">" + ET.tostring(elem, encoding="utf-8", xml_declaration=False) + b"</" + tag + b">"
             elem.clear()
             if root is not None:
                 root.clear()  # drop the cleared <Trial> shells too
@@ -351,7 +365,7 @@ def _iter_xml(body: bytes, stats: ExportStats | None) -> Iterator[Record]:
                 continue
             if stats is not None:
                 stats.records += 1
-            yield rec
+            yield rec, raw
     except ET.ParseError as exc:
         raise ParseError(f"ICTRP XML export: malformed XML ({exc})") from exc
     if root is None:
@@ -518,44 +532,8 @@ def _iter_xml_rows(data: bytes | str, stats: ExportStats | None) -> Iterator[tup
     # The XML leaves out a trial's empty elements, so what the file can carry is the
     # union of the element names of all its trials (a first, cheap pass).
     fields = export_fields(_xml_element_names(body))
-    position = 0
-    depth = 0
-    root: ET.Element | None = None
-    try:
-        for event, elem in ET.iterparse(io.BytesIO(body), events=("start", "end")):
-            if event == "start":
-                depth += 1
-                if root is None:
-                    root = elem
-                    if _local(elem.tag) != XML_ROOT:
-                        raise ParseError(f"not an ICTRP XML export: root element <{_local(elem.tag)[:60]}>")
-                continue
-            depth -= 1
-            if depth != 1 or _local(elem.tag) != "Trial":
-                continue
-            position += 1
-            row: dict[str, str] = {}
-            for child in elem:
-                name = _key(_local(child.tag))
-                text = "".join(child.itertext())
-                previous = row.get(name)
-                row[name] = f"{previous};{text}" if previous and previous.strip() else text
-            elem.tail = None
-            raw = b"<" + XML_ROOT.encode() + b">" + ET.tostring(elem, encoding="utf-8", xml_declaration=False) \
-                + b"</" + XML_ROOT.encode() + b">"
-            elem.clear()
-            root.clear()
-            rec = record_from_export_row(row)
-            if rec is None:
-                _skip(stats, position, "XML")
-                continue
-            if stats is not None:
-                stats.records += 1
-            yield rec, raw, fields
-    except ET.ParseError as exc:
-        raise ParseError(f"ICTRP XML export: malformed XML ({exc})") from exc
-    if root is None:
-        raise ParseError("ICTRP XML export: no root element")
+    for rec, raw in _walk_xml_trials(body, stats, keep_raw=True):
+        yield rec, raw, fields
 
 
 def _xml_element_names(body: bytes) -> set[str]:
