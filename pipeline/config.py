@@ -295,16 +295,24 @@ def _trial_list(values: Any, key: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _queries(items: Any) -> tuple[QueryWatch, ...]:
+def _typed_tables(items: Any, keys: dict[str, tuple[tuple[type, ...], str]], name: str, toml: str):
+    """Yield ``(index, key path, checked values)`` for each table of an array of tables."""
     if not isinstance(items, list):
-        raise ConfigError("watch.queries: expected an array of tables ([[watch.queries]])", "watch.queries")
-    out = []
+        raise ConfigError(f"{name}: expected an array of tables ({toml})", name)
     for i, table in enumerate(items):
-        key = f"watch.queries[{i}]"
-        _check_table(table, QUERY_KEYS, key)
-        values: dict[str, Any] = {}
-        for k, v in table.items():
-            values[k] = _check_type(v, QUERY_KEYS[k], f"{key}.{k}")
+        key = f"{name}[{i}]"
+        _check_table(table, keys, key)
+        yield i, key, {k: _check_type(v, keys[k], f"{key}.{k}") for k, v in table.items()}
+
+
+def _unique_names(names: list[str], key: str, what: str) -> None:
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: two {what} share a name (give each a distinct `name`)", key)
+
+
+def _queries(items: Any) -> tuple[QueryWatch, ...]:
+    out = []
+    for i, key, values in _typed_tables(items, QUERY_KEYS, "watch.queries", "[[watch.queries]]"):
         if not any(values.get(k) for k in ("cond", "term", "intr", "spons", "status")):
             raise ConfigError(f"{key}: a query needs at least one of cond, term, intr, spons, status", key)
         values.setdefault("name", values.get("cond") or values.get("term") or values.get("spons") or f"query{i}")
@@ -312,22 +320,13 @@ def _queries(items: Any) -> tuple[QueryWatch, ...]:
             if k in values:
                 values[k] = tuple(s.upper() if k == "status" else s for s in values[k])
         out.append(QueryWatch(**values))
-    names = [q.name for q in out]
-    if len(set(names)) != len(names):
-        raise ConfigError("watch.queries: two queries share a name", "watch.queries")
+    _unique_names([q.name for q in out], "watch.queries", "queries")
     return tuple(out)
 
 
 def _alerts(items: Any) -> tuple[AlertRule, ...]:
-    if not isinstance(items, list):
-        raise ConfigError("alerts: expected an array of tables ([[alerts]])", "alerts")
     out = []
-    for i, table in enumerate(items):
-        key = f"alerts[{i}]"
-        _check_table(table, ALERT_KEYS, key)
-        values: dict[str, Any] = {}
-        for k, v in table.items():
-            values[k] = _check_type(v, ALERT_KEYS[k], f"{key}.{k}")
+    for i, key, values in _typed_tables(items, ALERT_KEYS, "alerts", "[[alerts]]"):
         channel = values.get("channel")
         if channel not in ALERT_CHANNELS:
             raise ConfigError(
@@ -364,9 +363,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
                 failures=failures,
             )
         )
-    names = [a.name for a in out]
-    if len(set(names)) != len(names):
-        raise ConfigError("alerts: two alert rules share a name (give each a distinct `name`)", "alerts")
+    _unique_names([a.name for a in out], "alerts", "alert rules")
     return tuple(out)
 
 
