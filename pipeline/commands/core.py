@@ -10,12 +10,10 @@ import threading
 
 import click
 
+from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
 from pipeline.trial_ids import normalize_trial_id, sources_for
-
-SOURCE_CHOICE = click.Choice(["ctgov", "who"])
-
 
 def trial_id_arg(ctx, param, value):
     """Click callback: validate one or many trial IDs (exit 2 on a bad one)."""
@@ -93,9 +91,7 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     from pipeline.refresh import refresh, watched_ids
 
     config = app.config
-    for s in sources:
-        if not config.sources[s].enabled:
-            raise ConfigError(f"source {s!r} is disabled in the config (sources.{s}.enabled = false)", f"sources.{s}.enabled")
+    check_sources_enabled(config, sources)
     if trials:
         watched = {t for s in ("ctgov", "who") for t in watched_ids(config, s)}
         unknown = [t for t in trials if t not in watched]

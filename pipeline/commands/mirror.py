@@ -9,11 +9,9 @@ from pathlib import Path
 
 import click
 
+from pipeline.commands import SOURCE_CHOICE
 from pipeline.record import COMMON_FIELDS, CTGOV_EXTRA_FIELDS, WHO_EXTRA_FIELDS
 from pipeline.trial_ids import normalize_trial_id, registry_of
-
-SOURCE_CHOICE = click.Choice(["ctgov", "who"])
-
 
 def register(cli: click.Group) -> None:
     cli.add_command(backfill_cmd)

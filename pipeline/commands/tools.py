@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
+from pipeline.commands import SOURCE_CHOICE
 from pipeline.errors import BlockedPageError, ParseError
-
-SOURCE_CHOICE = click.Choice(["ctgov", "who"])
-
 
 def register(cli: click.Group) -> None:
     cli.add_command(extract_cmd)

@@ -10,23 +10,15 @@ from pathlib import Path
 
 import click
 
+from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.commands.core import StopFlag
 from pipeline.errors import ConfigError
-
-SOURCE_CHOICE = click.Choice(["ctgov", "who"])
-
 
 def register(cli: click.Group) -> None:
     cli.add_command(daemon_cmd)
     cli.add_command(status_cmd)
     cli.add_command(report_cmd)
     cli.add_command(deliver_cmd)
-
-
-def _check_sources(config, sources) -> None:
-    for s in sources:
-        if not config.sources[s].enabled:
-            raise ConfigError(f"source {s!r} is disabled in the config (sources.{s}.enabled = false)", f"sources.{s}.enabled")
 
 
 @click.command("daemon")
@@ -96,7 +88,7 @@ def _only_sources(config, sources):
     """The config with every source but ``sources`` disabled (all as configured when empty)."""
     from dataclasses import replace
 
-    _check_sources(config, sources)
+    check_sources_enabled(config, sources)
     if not sources:
         return config
     return replace(
