@@ -1252,6 +1252,18 @@ def _insert_changes(
         ],
     )
 
+
+def change_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON form of a stored change (the keys of ``changes --json``)."""
+    out = {k: row[k] for k in ("trial_id", "source", "field", "old", "new", "significance", "detected_at")}
+    out["kind"] = row.get("kind", "field")
+    if row.get("added") is not None or row.get("removed") is not None:
+        out["added"] = row.get("added")
+        out["removed"] = row.get("removed")
+    out["backfilled"] = bool(row.get("backfilled"))
+    return out
+
+
 def decode_change(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("old", "new", "added", "removed"):
         if key in row:

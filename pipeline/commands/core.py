@@ -13,6 +13,7 @@ import click
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
+from pipeline.store import change_json
 from pipeline.trial_ids import normalize_trial_id, sources_for
 
 def trial_id_arg(ctx, param, value):
@@ -32,17 +33,6 @@ def _json_out(value) -> None:
 
 
 _C1 = re.compile("[\x7f-\x9f]")
-
-
-def change_json(row: dict) -> dict:
-    """The public JSON form of a stored change (the keys of ``changes --json``)."""
-    out = {k: row[k] for k in ("trial_id", "source", "field", "old", "new", "significance", "detected_at")}
-    out["kind"] = row.get("kind", "field")
-    if row.get("added") is not None or row.get("removed") is not None:
-        out["added"] = row.get("added")
-        out["removed"] = row.get("removed")
-    out["backfilled"] = bool(row.get("backfilled"))
-    return out
 
 
 class StopFlag:

@@ -18,12 +18,11 @@ import httpx
 
 from pipeline import __version__
 from pipeline.deliver.base import Batch, DeliveryError, channel_url, env_secret
+from pipeline.store import change_json
 
 
 def webhook_payload(batch: Batch) -> dict[str, Any]:
     """The JSON body for a batch (pure)."""
-    from pipeline.commands.core import change_json
-
     return {
         "trialwatch": __version__,
         "alert": batch.rule.name,
