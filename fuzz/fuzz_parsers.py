@@ -37,7 +37,7 @@ def _imports():
     from pipeline.errors import BlockedPageError, ParseError
     from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_studies_page, parse_study
     from pipeline.parse_who import parse_trial_page
-    from pipeline.store import dumps
+    from pipeline.codec import dumps
 
     return locals()
 

@@ -34,7 +34,8 @@ from pipeline.http_client import RegistryClient
 from pipeline.normalize import PARSER_VERSION
 from pipeline.parse_ctgov import normalize_study
 from pipeline.sources import ctgov
-from pipeline.store import Store, utcnow
+from pipeline.clock import utcnow
+from pipeline.store import Store
 
 SOURCE = "ctgov"
 #: raw_format of a stored history version body ({"studyVersion": v, "study": {...}}).

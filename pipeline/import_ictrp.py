@@ -28,9 +28,10 @@ from pipeline.diff import IDENTITY_FIELDS, content_hash
 from pipeline.errors import InvalidTrialId
 from pipeline.normalize import PARSER_VERSION
 from pipeline.parse_ictrp_export import ExportStats, detect_export_format, iter_export_rows
-from pipeline.store import Store, utcnow
+from pipeline.clock import utcnow
+from pipeline.store import Store
 from pipeline.trial_ids import normalize_trial_id
-from pipeline.update import plan_found
+from pipeline.plan import plan_found
 
 SOURCE = "who"
 

@@ -50,7 +50,9 @@ from pipeline.errors import FetchError, ParseError
 from pipeline.http_client import RegistryClient
 from pipeline.normalize import PARSER_VERSION
 from pipeline.sources import Fetched, ctgov
-from pipeline.store import Store, Update, utcnow
+from pipeline.clock import utcnow
+from pipeline.plan import Update
+from pipeline.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.refresh import RefreshResult
@@ -305,7 +307,7 @@ class QuerySync:
         if not ids:
             return
         from pipeline.refresh import judge_vanished, plan_fetched
-        from pipeline.update import plan_missing
+        from pipeline.plan import plan_missing
 
         states = self.store.load_states(SOURCE, ids)
         pending: list[Update] = []

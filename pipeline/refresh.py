@@ -25,9 +25,10 @@ from pipeline.errors import BlockedPageError, ParseError, StoreError
 from pipeline.http_client import RegistryClient, build_http_client
 from pipeline.normalize import PARSER_VERSION, normalize_payload, raw_bytes, reparse_raw
 from pipeline.sources import Fetched, ctgov, who
-from pipeline.store import Store, TrialState, Update, utcnow
+from pipeline.clock import utcnow
+from pipeline.store import Store
 from pipeline.trial_ids import sources_for
-from pipeline.update import plan_failed, plan_found, plan_missing
+from pipeline.plan import TrialState, Update, plan_failed, plan_found, plan_missing
 
 ProgressFn = Callable[[str, int, int], None]
 

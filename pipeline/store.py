@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import zlib
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import orjson
 import sqlite_utils
 
+from pipeline.clock import utcnow
+from pipeline.codec import compress, decode_change, decompress, dumps, loads
 from pipeline.errors import StoreError
+from pipeline.plan import TrialState, Update
 
 SCHEMA_VERSION = 1
 
@@ -242,76 +242,6 @@ CREATE TRIGGER IF NOT EXISTS trials_search_delete AFTER DELETE ON trials BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
 END;
 """
-
-
-def utcnow() -> str:
-    """Now, UTC, ISO 8601 with seconds (the format of every timestamp we store)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
-
-
-def loads(text: str | bytes | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-try:  # ISA-L writes the same zlib format about four times faster (the mirror's hot path)
-    from isal import isal_zlib as _fast_zlib
-except ImportError:  # pragma: no cover - isal is a dependency; stdlib zlib is the fallback
-    _fast_zlib = zlib
-
-
-def compress(raw: bytes | str | None) -> bytes | None:
-    """A raw payload as a zlib stream (readable by :func:`decompress` and any zlib)."""
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
-    return _fast_zlib.compress(raw, 1)
-
-
-def decompress(blob: bytes | None) -> bytes | None:
-    return None if blob is None else zlib.decompress(blob)
-
-
-@dataclass
-class TrialState:
-    """What the store knows of one trial from one source, for the pure update planner."""
-
-    trial_id: str
-    source: str
-    state: str
-    snapshot_id: int | None
-    content_hash: str | None
-    fail_streak: int
-    record: dict[str, Any] | None = None
-    parser_version: int | None = None
-    raw: bytes | None = None
-    raw_format: str | None = None
-    alerted_failure: bool = False
-
-
-@dataclass
-class Update:
-    """Everything one trial's refresh writes, decided by the pure planner, saved at once."""
-
-    trial_id: str
-    source: str
-    outcome: str                      # new | changed | unchanged | missing | failed | reappeared
-    record: dict[str, Any] | None = None
-    content_hash: str | None = None
-    raw: bytes | None = None
-    raw_format: str | None = None
-    parser_version: int = 1
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    new_snapshot: bool = False
-    error: str | None = None
-    registry_date: str | None = None
-    registry_version: int | None = None
-    backfilled: bool = False
-    detected_at: str | None = None
 
 
 class Store:
@@ -1251,26 +1181,6 @@ def _insert_changes(
             for c in changes
         ],
     )
-
-
-def change_json(row: dict[str, Any]) -> dict[str, Any]:
-    """The public JSON form of a stored change (the keys of ``changes --json``)."""
-    out = {k: row[k] for k in ("trial_id", "source", "field", "old", "new", "significance", "detected_at")}
-    out["kind"] = row.get("kind", "field")
-    if row.get("added") is not None or row.get("removed") is not None:
-        out["added"] = row.get("added")
-        out["removed"] = row.get("removed")
-    out["backfilled"] = bool(row.get("backfilled"))
-    return out
-
-
-def decode_change(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("old", "new", "added", "removed"):
-        if key in row:
-            row[key] = loads(row[key])
-    if "backfilled" in row:
-        row["backfilled"] = bool(row["backfilled"])
-    return row
 
 
 def _describe(exc: sqlite3.Error, path: Path) -> str:

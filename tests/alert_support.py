@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pipeline.diff import content_hash, diff_records
 from pipeline.record import empty_record
-from pipeline.store import Store, Update
+from pipeline.plan import Update
+from pipeline.store import Store
 
 LONG_OLD = (
     "Adults aged 18 to 65 years with a confirmed diagnosis of type 2 diabetes mellitus for at least six months "

@@ -169,7 +169,7 @@ starttls = false
         text = log.read_text()
     body = hook.requests[0]["body"]
     assert hook.requests[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
-    from pipeline.store import change_json
+    from pipeline.codec import change_json
 
     keys = set(change_json({"trial_id": "x", "source": "ctgov", "field": "f", "old": 1, "new": 2,
                             "significance": "status", "detected_at": "t"}))

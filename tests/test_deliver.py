@@ -71,7 +71,7 @@ def test_webhook_gets_one_post_per_run_with_the_changes_json_keys(tmp_path, stor
         (req,) = hook.requests
         assert req["headers"]["Authorization"] == f"Bearer {TOKEN}"
         body = req["body"]
-        from pipeline.store import change_json
+        from pipeline.codec import change_json
 
         stored = store.changes()
         assert body["changes"] == [change_json(c) for c in stored[-2:]]

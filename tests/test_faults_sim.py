@@ -436,7 +436,7 @@ def test_a_few_trials_not_found_are_missing_at_once(world):
 
 def test_judge_vanished_thresholds():
     from pipeline.refresh import judge_vanished
-    from pipeline.store import TrialState, Update
+    from pipeline.plan import TrialState, Update
 
     def vanished(n):
         return [Update(f"NCT0000000{i}", "who", "missing", changes=[{"kind": "missing"}]) for i in range(n)]

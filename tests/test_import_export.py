@@ -15,7 +15,8 @@ from pipeline.diff import content_hash
 from pipeline.import_ictrp import carry_over, import_export_file
 from pipeline.parse_ictrp_export import detect_export_format, export_fields, iter_export_rows, parse_export_csv
 from pipeline.record import empty_record
-from pipeline.store import Store, Update
+from pipeline.plan import Update
+from pipeline.store import Store
 
 APR7 = "COVID19-927-trials_7Apr2020.csv"
 APR15 = "COVID19-1135-trials_15Apr2020.csv"

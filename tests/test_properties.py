@@ -31,7 +31,7 @@ from pipeline.errors import BlockedPageError, ParseError
 from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_studies_page, parse_study
 from pipeline.parse_who import parse_target_size, parse_trial_page
 from pipeline.record import COMMON_FIELDS
-from pipeline.store import dumps, loads
+from pipeline.codec import dumps, loads
 
 from conftest import fixtures_root
 

@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.diff import content_hash
 from pipeline.record import empty_record
-from pipeline.store import Store, Update
+from pipeline.plan import Update
+from pipeline.store import Store
 
 EXPECTED_COLUMNS = {
     "trials": ["trial_id", "source", "state", "snapshot_id", "content_hash", "title", "recruitment_status",

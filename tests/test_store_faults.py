@@ -18,7 +18,8 @@ from pipeline.errors import StoreError
 from pipeline.record import empty_record
 from pipeline.refresh import plan_fetched
 from pipeline.sources import Fetched
-from pipeline.store import Store, Update
+from pipeline.plan import Update
+from pipeline.store import Store
 
 from dbcheck import check_invariants, table_rows
 

@@ -13,7 +13,7 @@ import click
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
-from pipeline.store import change_json
+from pipeline.codec import change_json
 from pipeline.trial_ids import normalize_trial_id, sources_for
 
 def trial_id_arg(ctx, param, value):

@@ -51,7 +51,7 @@ def backfill_cmd(app, trial_ids, progress):
     from pipeline.http_client import RegistryClient, build_http_client
     from pipeline.lock import RefreshLock
     from pipeline.progress import Progress
-    from pipeline.store import utcnow
+    from pipeline.clock import utcnow
 
     config = app.config
     cfg = config.sources["ctgov"]

@@ -46,7 +46,8 @@ def daemon_cmd(app, once, sources, wait, log_level):
     from pipeline.daemon import Daemon, setup_logging
     from pipeline.deliver import Redactor, secret_values
     from pipeline.status import pid_alive
-    from pipeline.store import Store, utcnow
+    from pipeline.clock import utcnow
+    from pipeline.store import Store
 
     config = _only_sources(app.config, sources)
     redactor = Redactor(secret_values(config))
@@ -144,7 +145,8 @@ def report_cmd(app, since_text, fmt, out, include_backfilled, peek):
     from pipeline.report import render
     from pipeline.report.load import load_report
     from pipeline.report.window import parse_since
-    from pipeline.store import Store, utcnow
+    from pipeline.clock import utcnow
+    from pipeline.store import Store
 
     config = app.config
     try:

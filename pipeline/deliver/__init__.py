@@ -22,7 +22,8 @@ from pipeline.config import AlertRule, Config
 from pipeline.deliver.base import Batch, DeliveryError, Redactor, secret_values
 from pipeline.report import build_report
 from pipeline.report.model import printable
-from pipeline.store import Store, utcnow
+from pipeline.clock import utcnow
+from pipeline.store import Store
 
 log = logging.getLogger("trialwatch.deliver")
 

@@ -18,7 +18,7 @@ import httpx
 
 from pipeline import __version__
 from pipeline.deliver.base import Batch, DeliveryError, channel_url, env_secret
-from pipeline.store import change_json
+from pipeline.codec import change_json
 
 
 def webhook_payload(batch: Batch) -> dict[str, Any]:

@@ -25,7 +25,7 @@ CSV_COLUMNS = (
 
 def change_row(group: TrialGroup, change: ChangeLine) -> dict[str, Any]:
     """The public form of one change in a report."""
-    from pipeline.store import change_json
+    from pipeline.codec import change_json
 
     return {"id": change.id, **change_json(change.row), "title": group.title, "url": group.url}
 

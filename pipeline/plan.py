@@ -1,7 +1,7 @@
 """Deciding what one trial's refresh writes (pure).
 
 Given what the store knew of a trial and what the registry said this run,
-:func:`plan_update` returns an :class:`~pipeline.store.Update`: whether to take a
+the ``plan_*`` functions return an :class:`Update`: whether to take a
 snapshot, which changes to record, and the trial's new state.  No I/O, so every
 case (first sighting, unchanged, changed, missing, reappeared, a page that lost
 most of its fields) is tested on data.
@@ -9,9 +9,48 @@ most of its fields) is tested on data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
 from pipeline.diff import content_hash, diff_records, looks_like_parse_failure, missing_change, reappeared_change
 from pipeline.record import Record
-from pipeline.store import TrialState, Update
+
+@dataclass
+class TrialState:
+    """What the store knows of one trial from one source, for the pure update planner."""
+
+    trial_id: str
+    source: str
+    state: str
+    snapshot_id: int | None
+    content_hash: str | None
+    fail_streak: int
+    record: dict[str, Any] | None = None
+    parser_version: int | None = None
+    raw: bytes | None = None
+    raw_format: str | None = None
+    alerted_failure: bool = False
+
+
+@dataclass
+class Update:
+    """Everything one trial's refresh writes, decided by the pure planner, saved at once."""
+
+    trial_id: str
+    source: str
+    outcome: str                      # new | changed | unchanged | missing | failed | reappeared
+    record: dict[str, Any] | None = None
+    content_hash: str | None = None
+    raw: bytes | None = None
+    raw_format: str | None = None
+    parser_version: int = 1
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    new_snapshot: bool = False
+    error: str | None = None
+    registry_date: str | None = None
+    registry_version: int | None = None
+    backfilled: bool = False
+    detected_at: str | None = None
 
 
 def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str) -> Update:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pipeline.diff import content_hash
 from pipeline.record import empty_record
-from pipeline.store import TrialState
-from pipeline.update import plan_found, plan_missing
+from pipeline.plan import TrialState, plan_found, plan_missing
 
 NOW = "2026-01-01T00:00:00Z"
 
