@@ -26,7 +26,7 @@ EXIT_LOCKED = 3
 COMMAND_MODULES = (
     "pipeline.commands.core",
     "pipeline.commands.tools",
-    "pipeline.commands.mirror",
+    "pipeline.commands.bulk",
     "pipeline.commands.unattended",
 )
 

@@ -13,8 +13,13 @@ WIDTH = 60
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters shown as ``\\xNN`` (safe to print to a terminal)."""
+def escape_controls(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` (safe to print to a terminal).
+
+    For tables and messages a person reads on a terminal, where the escape shows what
+    the registry sent.  Reports use :func:`pipeline.report.model.printable` instead,
+    which replaces controls with U+FFFD (no backslashes in HTML, feeds and CSV).
+    """
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
@@ -28,7 +33,7 @@ def short(value: Any, width: int = WIDTH) -> str:
         text = "; ".join(" ".join(v.split()) for v in value)
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = printable(text)
+    text = escape_controls(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -48,7 +53,7 @@ def describe_change(change: dict[str, Any], width: int = WIDTH) -> str:
 
 def table(rows: Iterable[Iterable[Any]], headers: list[str]) -> str:
     """Left-aligned columns separated by two spaces."""
-    rows = [[printable(str(c)) for c in r] for r in rows]
+    rows = [[escape_controls(str(c)) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for r in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, r)]

@@ -12,9 +12,10 @@ import click
 
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.errors import ConfigError
-from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
+from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, table
 from pipeline.codec import change_json
-from pipeline.trial_ids import normalize_trial_id, sources_for
+from pipeline.sources import SOURCES, sources_for
+from pipeline.trial_ids import normalize_trial_id
 
 def trial_id_arg(ctx, param, value):
     """Click callback: validate one or many trial IDs (exit 2 on a bad one)."""
@@ -83,7 +84,7 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     config = app.config
     check_sources_enabled(config, sources)
     if trials:
-        watched = {t for s in ("ctgov", "who") for t in watched_ids(config, s)}
+        watched = {t for s in SOURCES for t in watched_ids(config, s)}
         unknown = [t for t in trials if t not in watched]
         if unknown:
             raise ConfigError(
@@ -106,7 +107,7 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     if show:
         show.close()
     for trial_id, source, error in result.failures[:20]:
-        click.echo(printable(f"failed: {trial_id} ({source}): {error}"), err=True)
+        click.echo(escape_controls(f"failed: {trial_id} ({source}): {error}"), err=True)
     if len(result.failures) > 20:
         click.echo(f"... and {len(result.failures) - 20} more failures (see the fetch_log table)", err=True)
     click.echo(f"run {result.run_id}: {result.summary()}")

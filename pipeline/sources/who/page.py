@@ -29,7 +29,7 @@ anything else (JSON, empty, another site's page)        :class:`ParseError`
 Block markers are only looked for on pages without a trial ID, so a trial whose title
 mentions "captcha" or "runtime error" still parses.
 
-Normalization choices (shared with :mod:`pipeline.parse_ictrp_export`):
+Normalization choices (shared with :mod:`pipeline.sources.who.export`):
 
 * Single-line fields: ``<br>`` (real tags, or literal ``<br>`` text as WHO stores it) become
   a space, whitespace runs (including raw newlines and ``&nbsp;``) collapse to one space.
