@@ -19,6 +19,7 @@ PURE = (
     "pipeline.sources.ctgov.parse",
     "pipeline.sources.who.page",
     "pipeline.sources.who.export",
+    "pipeline.sources.who.values",
     "pipeline.plan",
     "pipeline.diff",
     "pipeline.record",

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 
 from pipeline.errors import ParseError
-from pipeline.sources.who.page import (
+from pipeline.sources.who.values import (
     clean_line,
     clean_multiline,
     http_url,
