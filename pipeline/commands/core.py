@@ -116,7 +116,8 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
 
 @click.command("show")
 @click.argument("trial_id", callback=trial_id_arg)
-@click.option("--source", type=SOURCE_CHOICE, help="Which registry's copy (default: ctgov for NCT IDs, else who).")
+@click.option("--source", type=SOURCE_CHOICE,
+              help="Which registry's copy (default: the first source that watches the ID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the normalized record as JSON.")
 @click.pass_obj
 def show_cmd(app, trial_id, source, as_json):

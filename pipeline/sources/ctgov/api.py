@@ -6,9 +6,10 @@ with ``pageToken`` (every other parameter unchanged).  When every page of a batc
 arrived, a requested ID the registry did not return is *missing*: a change users
 must see.  When a page failed, the IDs not yet returned are *failed*, never missing.
 
-Query watches (:mod:`pipeline.mirror`, through :data:`pipeline.sources.ctgov.QUERIES`) use :func:`fetch_query_pages` (a whole search,
-page by page, or only what changed since a date with :func:`incremental_params`) and
-:func:`fetch_data_timestamp`; history backfill (:mod:`pipeline.backfill`) uses
+Query watches (:mod:`pipeline.mirror`, through :data:`pipeline.sources.ctgov.QUERIES`)
+use :func:`fetch_query_pages` (a whole search, page by page, or only what changed
+since a date with :func:`incremental_params`) and :func:`fetch_data_timestamp`;
+history backfill (:mod:`pipeline.backfill`, through ``HISTORY``) uses
 :func:`fetch_history_index` and :func:`fetch_history_version`.
 """
 
