@@ -10,22 +10,13 @@ and one line here.
 
 from __future__ import annotations
 
-from pipeline.errors import ConfigError
 from pipeline.sources.base import Fetched, Source
 from pipeline.sources import ctgov, who
 
 #: name -> Source, in the order runs visit them.
 SOURCES: dict[str, Source] = {s.name: s for s in (ctgov.SOURCE, who.SOURCE)}
 
-__all__ = ["SOURCES", "Fetched", "Source", "get_source", "sources_for"]
-
-
-def get_source(name: str) -> Source:
-    """The Source called ``name`` (ConfigError naming the known ones otherwise)."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise ConfigError(f"unknown source {name!r} (known: {', '.join(SOURCES)})") from None
+__all__ = ["SOURCES", "Fetched", "Source", "sources_for"]
 
 
 def sources_for(trial_id: str) -> tuple[str, ...]:
