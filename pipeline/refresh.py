@@ -1,11 +1,15 @@
 """One refresh run: fetch every watched trial, compare, store.
 
-This is the function the CLI, the daemon and the demo all call.  For each enabled
-source it streams :class:`~pipeline.sources.Fetched` items from the source module,
-normalizes each (pure), plans the update against the stored state (pure) and saves
-it (one transaction per trial that changed; unchanged trials in batches, since only
-timestamps move for them).  A trial that fails is data in the result, never an
-exception that aborts the run; a source that fails does not stop the other.
+This is the function the CLI, the daemon and the demo all call.  The run is
+recorded once (:func:`pipeline.run_record.recorded_run`); then, for each enabled
+source of :data:`pipeline.sources.SOURCES`, its watchlist: :meth:`Source.fetch`
+streams :class:`~pipeline.sources.Fetched` items, :func:`pipeline.plan.plan_fetched`
+normalizes each with the source's parser and plans the update against the stored
+state (pure), and the store saves it (one transaction per trial that changed;
+unchanged trials in batches, since only timestamps move for them).  Then the
+source's query watches, if it has any (:mod:`pipeline.mirror`).  A trial that fails
+is data in the result, never an exception that aborts the run; a source that fails
+does not stop the others.
 """
 
 from __future__ import annotations
