@@ -17,6 +17,7 @@ import functools
 import inspect
 import os
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +26,8 @@ import sqlite_utils
 from pipeline.errors import StoreError
 from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
-#: The (st_dev, st_ino) this process first saw at each database path (see check_identity).
-_FIRST_SEEN: dict[str, tuple[int, int]] = {}
+#: What this process first found at each database path (see StoreBase.check_identity).
+_FIRST_SEEN: dict[str, tuple[Any, ...]] = {}
 
 
 class StoreBase:
@@ -49,10 +50,13 @@ class StoreBase:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._identity = self._file_identity()
-        if self._identity is not None:
-            _FIRST_SEEN.setdefault(str(self.path.resolve()), self._identity)
         try:
             self._open_schema()
+            if self._identity is not None:
+                _FIRST_SEEN.setdefault(str(self.path.resolve()), self._full_identity())
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(describe_error(exc, self.path)) from None
         except BaseException:
             conn.close()
             raise
@@ -98,6 +102,7 @@ class StoreBase:
                 self.conn.execute(statement)
                 statement = ""
         self._put_meta("schema_version", str(SCHEMA_VERSION))
+        self._put_meta("database_id", uuid.uuid4().hex)
 
     def _migrate_step(self, version: int) -> int:
         """One migration, in the caller's transaction; returns the version now stored."""
@@ -136,7 +141,8 @@ class StoreBase:
         """Refuse to write into a corrupt file (once per store, inside its first write)."""
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
-            raise StoreError(_corrupt(self.path, "; ".join(problems)))
+            lines = [ln.strip() for p in problems for ln in p.splitlines() if ln.strip() and "***" not in ln]
+            raise StoreError(_corrupt(self.path, f"quick_check: {lines[0] if lines else problems[0]}"))
         self._sound = True
 
     # -- file identity ----------------------------------------------------------------
@@ -154,17 +160,24 @@ class StoreBase:
         if self._identity is not None and self._file_identity() != self._identity:
             raise StoreError(_replaced(self.path))
 
-    def check_identity(self) -> None:
-        """Raise StoreError if the database file is not the one this process first opened.
+    def _full_identity(self) -> tuple[Any, ...]:
+        # st_ino alone is not enough across opens: a new file may reuse a freed inode
+        return (*(self._identity or ()), self.get_meta("database_id"))
 
-        A long-running process (the daemon) calls this at the start of each job: when
-        the file was deleted or replaced under it, going on would silently start a new
-        history (or write into an unlinked file).  Writes check it too, per store.
+    def check_identity(self) -> None:
+        """Raise StoreError if the database is not the one this process first opened at its path.
+
+        A long-running process (the daemon) opens the store for each job and calls
+        this first: when the file was deleted or replaced under it, going on would
+        silently start a new history.  The file's (st_dev, st_ino) and the random
+        ``database_id`` stored at creation must both match.  Writes also check,
+        before each transaction, that the file is still the one this store opened.
         """
         self._check_same_file()
-        first = _FIRST_SEEN.get(str(self.path.resolve())) if self._identity is not None else None
-        if first is not None and first != self._identity:
-            raise StoreError(_replaced(self.path))
+        if self._identity is not None:
+            first = _FIRST_SEEN.get(str(self.path.resolve()))
+            if first is not None and first != self._full_identity():
+                raise StoreError(_replaced(self.path))
 
     # -- meta -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ not express.  Migrations use sqlite-utils where it fits (``create_index``, and
 
 from __future__ import annotations
 
+import uuid
 from typing import Callable
 
 import sqlite_utils
@@ -216,8 +217,13 @@ END;
 
 
 def _v2_fetch_log_by_age(db: sqlite_utils.Database) -> None:
-    """v1 -> v2: index the fetch log by time, so pruning it after each run is cheap."""
+    """v1 -> v2: index the fetch log by time, so pruning it after each run is cheap; name the database.
+
+    ``meta.database_id`` (random, set once) tells a database from a new one made at
+    the same path (see ``Store.check_identity``).
+    """
     db["fetch_log"].create_index(["fetched_at"], index_name="fetch_log_fetched", if_not_exists=True)
+    db["meta"].insert({"key": "database_id", "value": uuid.uuid4().hex}, pk="key", ignore=True)
 
 
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
