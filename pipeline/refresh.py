@@ -105,7 +105,7 @@ def refresh(
     own_http = http is None
     http = http or build_http_client()
     fetch_rows: list[dict] = []
-    store_failed = False
+    store_failed = crashed = False
     rows_lock = threading.Lock()
 
     def on_request(row: dict) -> None:
@@ -164,6 +164,9 @@ def refresh(
         # again.  The run stays 'running'; the next run marks it interrupted.
         store_failed = True
         raise
+    except BaseException:  # a bug or Ctrl-C: never recorded as finished
+        crashed = True
+        raise
     finally:
         if own_http:
             http.close()
@@ -171,9 +174,9 @@ def refresh(
             try:
                 flush_log()
             finally:
-                status = "interrupted" if result.interrupted else "finished"
+                status = "failed" if crashed else "interrupted" if result.interrupted else "finished"
                 try:
-                    store.finish_run(run_id, result.counts, status=status)
+                    store.finish_run(run_id, result.counts, status=status, fetch_log_days=config.fetch_log_days)
                 except StoreError:
                     pass
     return result
