@@ -37,6 +37,13 @@ transaction (:meth:`Store.save_update`): a crash leaves either all of them or no
 
 Every public method turns SQLite's errors into a :class:`~pipeline.errors.StoreError`
 with a sentence a person can act on (locked, disk full, read-only, corrupt).
+
+sqlite-utils does the inserts and upserts of the cold paths (runs, fetch log, meta,
+channels, query watches, backfills) and the migrations' index and table changes.
+Plain SQL remains where sqlite-utils has no equivalent or costs too much: the hot
+write path (see :mod:`.trials`), updates computed from the row itself (cursors that
+only move forward with ``MAX()``/compare-and-set, failure streaks, stale runs), the
+FTS5 queries and triggers, and the reads, which are filtered SELECTs.
 """
 
 from __future__ import annotations
