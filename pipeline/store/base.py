@@ -35,6 +35,7 @@ class StoreBase:
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0):
         self.path = Path(path)
+        self._fspath = str(path)
         self._sound = False  # set once quick_check passed, before the first write
         try:
             if str(path) != ":memory:":
@@ -148,16 +149,22 @@ class StoreBase:
     # -- file identity ----------------------------------------------------------------
 
     def _file_identity(self) -> tuple[int, int] | None:
-        if str(self.path) in (":memory:", ""):
+        if self._fspath in (":memory:", ""):
             return None
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._fspath)
         except FileNotFoundError:
             return None
         return st.st_dev, st.st_ino
 
     def _check_same_file(self) -> None:
-        if self._identity is not None and self._file_identity() != self._identity:
+        if self._identity is None:
+            return
+        try:
+            st = os.stat(self._fspath)
+        except FileNotFoundError:
+            raise StoreError(_replaced(self.path)) from None
+        if (st.st_dev, st.st_ino) != self._identity:
             raise StoreError(_replaced(self.path))
 
     def _full_identity(self) -> tuple[Any, ...]:
