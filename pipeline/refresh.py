@@ -105,7 +105,7 @@ def refresh(
     fetch_rows: list[dict] = []
     rows_lock = threading.Lock()
 
-    with recorded_run(store, chosen, trigger, pid=os.getpid()) as run:
+    with recorded_run(store, chosen, trigger, pid=os.getpid(), fetch_log_days=config.fetch_log_days) as run:
         run_id = run.run_id
         result = RefreshResult(run_id=run_id)
         run.counts = result.counts

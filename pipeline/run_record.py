@@ -32,14 +32,25 @@ class RunRecord:
     note: str | None = None
     #: Called before the row is finished (not when the store failed): e.g. flush the fetch log.
     before_finish: Callable[[], None] | None = None
+    #: Prune the fetch log to this many days when the row is finished (None: keep all).
+    fetch_log_days: int | None = None
 
 
 @contextmanager
 def recorded_run(
-    store: Store, sources: Iterable[str], trigger: str, *, pid: int | None = None, note: str | None = None
+    store: Store,
+    sources: Iterable[str],
+    trigger: str,
+    *,
+    pid: int | None = None,
+    note: str | None = None,
+    fetch_log_days: int | None = None,
 ) -> Iterator[RunRecord]:
-    """Record the run of the ``with`` block (see the module docstring)."""
-    run = RunRecord(store.start_run(list(sources), trigger, pid), note=note)
+    """Record the run of the ``with`` block (see the module docstring).
+
+    With ``fetch_log_days``, the fetch log is pruned to that many days when the run ends.
+    """
+    run = RunRecord(store.start_run(list(sources), trigger, pid), note=note, fetch_log_days=fetch_log_days)
     try:
         yield run
     except StoreError:
@@ -59,6 +70,6 @@ def _finish(store: Store, run: RunRecord, status: str) -> None:
             run.before_finish()
     finally:
         try:
-            store.finish_run(run.run_id, dict(run.counts), status=status, note=run.note)
+            store.finish_run(run.run_id, dict(run.counts), status=status, note=run.note, fetch_log_days=run.fetch_log_days)
         except StoreError as exc:
             log.warning("run %s: cannot record its end (%s); the next refresh marks it interrupted", run.run_id, exc)

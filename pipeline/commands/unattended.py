@@ -47,7 +47,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
     from pipeline.deliver import Redactor, secret_values
     from pipeline.status import pid_alive
     from pipeline.clock import utcnow
-    from pipeline.store import Store
+    from pipeline.store import open_store
 
     config = _only_sources(app.config, sources)
     redactor = Redactor(secret_values(config))
@@ -69,7 +69,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
     if once:
         outcomes = daemon.run_once()
         sys.exit(1 if any(o.error for o in outcomes) else 0)
-    with Store(config.database_path) as store:
+    with open_store(config) as store:
         running = json.loads(store.get_meta("daemon") or "null")
         if running and running.get("pid") != os.getpid() and pid_alive(running.get("pid")):
             raise click.ClickException(
@@ -80,7 +80,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
     try:
         daemon.run_forever(stop.event)
     finally:
-        with Store(config.database_path) as store:
+        with open_store(config) as store:
             store.set_meta("daemon", None)
     sys.exit(0)
 
@@ -146,14 +146,14 @@ def report_cmd(app, since_text, fmt, out, include_backfilled, peek):
     from pipeline.report.load import load_report
     from pipeline.report.window import parse_since
     from pipeline.clock import utcnow
-    from pipeline.store import Store
+    from pipeline.store import open_store
 
     config = app.config
     try:
         since = parse_since(since_text, datetime.now(timezone.utc))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    with Store(config.database_path) as store:
+    with open_store(config) as store:
         note_failures(config, store)
         loaded = load_report(
             store,
@@ -205,7 +205,7 @@ def deliver_cmd(app, only, wait):
     from pipeline.daemon import setup_logging
     from pipeline.deliver import Redactor, deliver_pending, note_failures, secret_values
     from pipeline.lock import RefreshLock
-    from pipeline.store import Store
+    from pipeline.store import open_store
 
     config = app.config
     if only and only not in {r.name for r in config.alerts}:
@@ -215,7 +215,7 @@ def deliver_cmd(app, only, wait):
         return
     setup_logging(logging.WARNING, Redactor(secret_values(config)))
     with RefreshLock(config.database_path, wait=wait):
-        with Store(config.database_path) as store:
+        with open_store(config) as store:
             note_failures(config, store)
             outcomes = deliver_pending(config, store, only=only)
     redact = Redactor(secret_values(config))
