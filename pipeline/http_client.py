@@ -445,7 +445,7 @@ class RegistryClient:
             if deadline.reason in ("stop", "budget"):
                 raise RequestAbandoned(f"{url}: {deadline.describe()}", url=url) from None
             if deadline.reason == "timeout":
-                raise TransientFetchError(f"response from {url} too slow: {deadline.describe()}", url=url) from None
+                raise TransientFetchError(f"timeout fetching {url}: too slow, {deadline.describe()}", url=url) from None
             raise TransientFetchError(f"timeout fetching {url}: {type(exc).__name__}", url=url) from None
 
     def _read(self, url: str, params: dict[str, Any] | None, deadline: Deadline) -> Response:

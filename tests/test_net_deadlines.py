@@ -49,7 +49,7 @@ def test_a_request_whose_headers_trickle_is_cut_at_its_timeout():
         with build_http_client() as http:
             client = RegistryClient(config.sources["who"], http)
             started = time.monotonic()
-            with pytest.raises(TransientFetchError, match="too slow: no complete answer within 1 s"):
+            with pytest.raises(TransientFetchError, match="too slow, no complete answer within 1 s"):
                 client.get(slow.url + "/Trial2.aspx", {"TrialID": "NCT04252118"})
             took = time.monotonic() - started
     print(f"\ntrickling headers cut after {took:.2f} s (timeout 1 s)")
