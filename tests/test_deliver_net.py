@@ -91,6 +91,18 @@ def test_an_smtp_server_trickling_its_greeting_fails_within_the_timeout(tmp_path
     assert not outcome.ok and "did not finish within 1 s" in outcome.detail
 
 
+def test_an_apprise_target_trickling_its_answer_is_given_up_at_the_timeout(tmp_path, store):
+    with WebhookReceiver(trickle=True) as hook:
+        url = hook.url.replace("http://", "json://")
+        config = make_config(tmp_path, {"channel": "apprise", "name": "push", "url": url, "timeout": 1})
+        backlog(store, config, 2)
+        started = time.monotonic()
+        (outcome,) = deliver_pending(config, store)
+        took = time.monotonic() - started
+    assert took < 2 and not outcome.ok and "within 1 s" in outcome.detail
+    assert len(store.undelivered("push")[0]) == 2
+
+
 def trialwatch(*args):
     return [sys.executable, "-m", "pipeline", *args]
 
