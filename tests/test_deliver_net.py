@@ -293,6 +293,40 @@ def test_a_refused_recipient_does_not_resend_the_backlog_to_the_others(tmp_path,
         controller.stop()
 
 
+def test_an_smtp_552_splits_the_batch_too(tmp_path, store):
+    import re
+
+    from aiosmtpd.controller import Controller
+
+    class SmallInbox:
+        """Refuses (552) any message about more than two trials."""
+
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            trials = set(re.findall(rb"NCT0100\d{4}", envelope.content))
+            if len(trials) > 2:
+                return "552 5.3.4 message too big for this mailbox"
+            self.messages.append(sorted(trials))
+            return "250 OK"
+
+    inbox = SmallInbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        config = make_config(tmp_path, {"channel": "email", "name": "mail", "smtp_host": "127.0.0.1",
+                                        "smtp_port": port, "from": "t@example.org", "to": ["pi@example.org"],
+                                        "timeout": 10})
+        backlog(store, config, 4)
+        (outcome,) = deliver_pending(config, store)
+        assert outcome.ok and outcome.delivered_changes == 4 and outcome.batches == 2, outcome.describe()
+        assert len(inbox.messages) == 2 and store.undelivered("mail")[0] == []
+    finally:
+        controller.stop()
+
+
 # -- item 14: an answer too late -------------------------------------------------------------------
 
 
