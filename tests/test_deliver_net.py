@@ -9,9 +9,7 @@ carries a stable ID.
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -72,7 +70,7 @@ def test_a_webhook_trickling_its_answer_fails_within_the_timeout(tmp_path, store
         (outcome,) = deliver_pending(config, store)
         took = time.monotonic() - started
     print(f"\nwebhook trickling its answer: delivery gave up after {took:.2f} s (timeout 1 s)")
-    assert took < 2  # was: never
+    assert took < 3  # was: never
     assert not outcome.ok and "did not answer within 1 s" in outcome.detail
     assert delivered_ids(store, "hook") == [] and len(store.undelivered("hook")[0]) == 3  # kept
 
@@ -87,7 +85,7 @@ def test_an_smtp_server_trickling_its_greeting_fails_within_the_timeout(tmp_path
         (outcome,) = deliver_pending(config, store)
         took = time.monotonic() - started
     print(f"\nSMTP server trickling its greeting: delivery gave up after {took:.2f} s (timeout 1 s)")
-    assert took < 2  # was: never (each byte arrives within the socket timeout)
+    assert took < 3  # was: never (each byte arrives within the socket timeout)
     assert not outcome.ok and "did not finish within 1 s" in outcome.detail
 
 
@@ -99,7 +97,7 @@ def test_an_apprise_target_trickling_its_answer_is_given_up_at_the_timeout(tmp_p
         started = time.monotonic()
         (outcome,) = deliver_pending(config, store)
         took = time.monotonic() - started
-    assert took < 2 and not outcome.ok and "within 1 s" in outcome.detail
+    assert took < 3 and not outcome.ok and "within 1 s" in outcome.detail
     assert len(store.undelivered("push")[0]) == 2
 
 
