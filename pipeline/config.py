@@ -88,6 +88,8 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "sources": _STR_LIST,
     "timeout": _NUMBER,
     "failures": _BOOL,
+    "batch_max_items": _POS_INT,
+    "batch_max_bytes": _POS_INT,
 }
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
@@ -297,6 +299,21 @@ def _queries(items: Any) -> tuple[QueryWatch, ...]:
     return tuple(out)
 
 
+def _check_delivery_limits(values: dict[str, Any], key: str) -> None:
+    """``timeout``, ``batch_max_items`` and ``batch_max_bytes`` of an alert rule, in range."""
+    if "timeout" in values:
+        t = values["timeout"]
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 86400):
+            raise ConfigError(f"{key}.timeout: must be between 0 and 86400 seconds, got {t!r}", f"{key}.timeout")
+    if "batch_max_items" in values and values["batch_max_items"] < 1:
+        raise ConfigError(f"{key}.batch_max_items: must be 1 or more", f"{key}.batch_max_items")
+    if "batch_max_bytes" in values and values["batch_max_bytes"] < 1024:
+        raise ConfigError(
+            f"{key}.batch_max_bytes: must be at least 1024 bytes, got {values['batch_max_bytes']}",
+            f"{key}.batch_max_bytes",
+        )
+
+
 def _alerts(items: Any) -> tuple[AlertRule, ...]:
     out = []
     for i, key, values in _typed_tables(items, ALERT_KEYS, "alerts", "[[alerts]]"):
@@ -323,6 +340,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
         values.pop("channel")
         name = values.pop("name", f"{channel}{i}")
         validate_alert_options(channel, values, key)
+        _check_delivery_limits(values, key)
         out.append(
             AlertRule(
                 channel=channel,

@@ -171,7 +171,7 @@ class Daemon:
                     log.info("%s: stopping: alerts not delivered now, they wait for the next run", source)
                     return outcome
                 note_failures(config, store)
-                outcomes = deliver_pending(config, store)
+                outcomes = deliver_pending(config, store, should_stop=self.should_stop)
                 outcome.delivery_failures = sum(1 for o in outcomes if not o.ok)
         except Exception as exc:  # logged, and the next run tries again
             outcome.error = f"{type(exc).__name__}: {exc}"

@@ -224,9 +224,11 @@ def _refresh_source(
         handled.add(fetched.trial_id)
         prior = states.get(fetched.trial_id)
         update = plan_fetched(store.load_snapshot, prior, fetched, source)
-        if update.outcome == "failed" and stop():
-            handled.discard(fetched.trial_id)  # cut short by the stop, not the registry: deferred
-            break
+        if update.outcome == "failed" and (stop() or _budget_spent(client)):
+            handled.discard(fetched.trial_id)  # cut short by the stop or the budget, not the registry: deferred
+            if stop():
+                break
+            continue
         if prior is not None and prior.state == "present" and update.outcome != "failed":
             answered_present += 1
         if update.outcome == "missing" and update.changes:

@@ -214,10 +214,12 @@ def deliver_cmd(app, only, wait):
         click.echo("no [[alerts]] in the config: nothing to deliver")
         return
     setup_logging(logging.WARNING, Redactor(secret_values(config)))
+    stop = StopFlag()
+    stop.install()  # SIGTERM ends a send in progress at once; what was not sent stays in the backlog
     with RefreshLock(config.database_path, wait=wait):
         with open_store(config) as store:
             note_failures(config, store)
-            outcomes = deliver_pending(config, store, only=only)
+            outcomes = deliver_pending(config, store, only=only, should_stop=stop)
     redact = Redactor(secret_values(config))
     for o in outcomes:
         if o.ok and not o.sent:
