@@ -161,18 +161,14 @@ def changes_cmd(app, as_json, since, trial_id, source, significance, details):
 
 def _iso_since(value: str | None) -> str | None:
     """Accept an ISO date or time; store timestamps are UTC 'YYYY-MM-DDTHH:MM:SSZ'."""
+    from pipeline.report.window import parse_instant
+
     if value is None:
         return None
-    from datetime import datetime, timezone
-
-    text = value.strip()
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO date or time: {value!r}", param_hint="--since") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return parse_instant(value)
+    except ValueError as exc:  # not ISO, or outside what a date can hold
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 @click.command("history")
