@@ -133,19 +133,6 @@ def export_columns(source: str | None) -> list[str]:
     return columns
 
 
-def csv_cell(value) -> str:
-    """A field value as a CSV cell: lists of text joined with "; ", structures as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "; ".join(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
 @click.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
               help="JSON Lines (one normalized record a line) or CSV (one row a record).")
@@ -158,9 +145,13 @@ def export_cmd(app, fmt, source, out_path, include_missing):
     """Export the current mirror: the current record of every trial, streamed.
 
     JSON Lines give the normalized record as stored; CSV has one column per record
-    field (lists of text joined with "; ", structured values as JSON).
+    field (lists of text joined with "; ", structured values as JSON), with the same
+    guard as `report --format csv`: control characters shown as U+FFFD, and text a
+    spreadsheet would run as a formula given a leading '.
     """
     import orjson
+
+    from pipeline.report.data import csv_cell
 
     count = 0
     stream = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
@@ -178,7 +169,7 @@ def export_cmd(app, fmt, source, out_path, include_missing):
                 writer.writerow(columns)
                 for text in records:
                     record = orjson.loads(text)
-                    writer.writerow([csv_cell(record.get(c)) for c in columns])
+                    writer.writerow([csv_cell(record.get(c), list_sep="; ") for c in columns])
                     count += 1
     finally:
         if out_path:
