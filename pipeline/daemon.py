@@ -49,6 +49,19 @@ class JobOutcome:
     delivery_failures: int = 0
     error: str | None = None
 
+    @property
+    def failed(self) -> bool:
+        """A trial failed, a channel failed, or the job itself failed."""
+        return bool(self.error or self.failed_trials or self.delivery_failures)
+
+
+def once_exit_code(outcomes: list[JobOutcome]) -> int:
+    """``daemon --once``'s exit code, as ``refresh`` and ``deliver`` would give: 1 on any failure.
+
+    A run skipped under ``--no-wait`` (another refresh held the lock) is not a failure.
+    """
+    return 1 if any(o.failed for o in outcomes) else 0
+
 
 def next_runs(config: Config, now: datetime) -> dict[str, datetime | None]:
     """When each enabled source's job fires next after ``now`` (jitter not included; pure)."""
