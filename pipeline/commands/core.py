@@ -10,7 +10,7 @@ import threading
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
+from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, wait_option
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
 from pipeline.codec import change_json
@@ -65,7 +65,7 @@ def register(cli: click.Group) -> None:
 @click.command("refresh")
 @click.option("--source", "sources", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
 @click.option("--trial", "trials", multiple=True, callback=trial_id_arg, help="Only this watched trial (repeatable).")
-@click.option("--wait/--no-wait", default=False, help="If another refresh is running: wait for it, or exit 3 (default).")
+@wait_option()
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
 @click.option("--full-sweep", is_flag=True, help="Also sweep every query watch's IDs now (finds deleted records).")
 @click.pass_obj

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE
+from pipeline.commands import SOURCE_CHOICE, wait_option
 from pipeline.record import COMMON_FIELDS, CTGOV_EXTRA_FIELDS, WHO_EXTRA_FIELDS
 from pipeline.trial_ids import normalize_trial_id, registry_of
 
@@ -37,17 +38,20 @@ def _nct_ids(ctx, param, values):
 @click.command("backfill")
 @click.argument("trial_ids", nargs=-1, required=True, callback=_nct_ids)
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
+@wait_option()
 @click.pass_obj
-def backfill_cmd(app, trial_ids, progress):
+def backfill_cmd(app, trial_ids, progress, wait):
     """Load the whole version history of ClinicalTrials.gov trials.
 
     Every registry version becomes a snapshot dated by the registry, and the changes
     between versions go into the change log back to first registration, marked
     backfilled (alerts never send them).  Running it again adds nothing; a trial
     with a live snapshot keeps it as current.  Then `trialwatch history ID` shows
-    when each field changed.  Exits 1 when some trial could not be backfilled.
+    when each field changed.  Exits 1 when some trial could not be backfilled, 3 when
+    another refresh of the same database is running (see --wait).
     """
     from pipeline.backfill import backfill_trial
+    from pipeline.errors import StoreError
     from pipeline.http_client import RegistryClient, build_http_client
     from pipeline.lock import RefreshLock
     from pipeline.progress import Progress
@@ -57,35 +61,44 @@ def backfill_cmd(app, trial_ids, progress):
     cfg = config.sources["ctgov"]
     show = Progress() if (progress if progress is not None else sys.stderr.isatty()) else None
     failed = 0
-    with RefreshLock(config.database_path, wait=True), app.store() as store:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C: the run is closed below
+    with RefreshLock(config.database_path, wait=wait), app.store() as store:
         run_id = store.start_run(["ctgov"], "backfill")
         rows: list[dict] = []
+        stored, status, client = 0, "failed", None
 
         def on_request(row: dict) -> None:
             rows.append({**row, "run_id": run_id, "fetched_at": utcnow()})
 
-        stored = 0
-        with build_http_client(cfg.timeout) as http:
-            client = RegistryClient(cfg, http, on_request=on_request)
-            for i, trial_id in enumerate(trial_ids, 1):
-                outcome = backfill_trial(store, client, trial_id, run_id)
-                store.log_fetches(rows)
-                rows.clear()
-                stored += outcome.stored
-                if show:
-                    show("backfill", i, len(trial_ids))
-                if outcome.error:
-                    failed += 1
-                    click.echo(f"{trial_id}: failed: {outcome.error}", err=True)
-                    continue
-                current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
-                click.echo(
-                    f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
-                    f"{outcome.changes} changes backfilled; {current}"
-                )
-            store.finish_run(
-                run_id, {"fetched": stored, "failed": failed, "requests": client.requests}, note="backfill"
-            )
+        try:
+            with build_http_client(cfg.timeout) as http:
+                client = RegistryClient(cfg, http, on_request=on_request)
+                for i, trial_id in enumerate(trial_ids, 1):
+                    outcome = backfill_trial(store, client, trial_id, run_id)
+                    store.log_fetches(rows)
+                    rows.clear()
+                    stored += outcome.stored
+                    if show:
+                        show("backfill", i, len(trial_ids))
+                    if outcome.error:
+                        failed += 1
+                        click.echo(f"{trial_id}: failed: {outcome.error}", err=True)
+                        continue
+                    current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
+                    click.echo(
+                        f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
+                        f"{outcome.changes} changes backfilled; {current}"
+                    )
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:  # never leave the run 'running': an exception makes it 'failed', Ctrl-C 'interrupted'
+            counts = {"fetched": stored, "failed": failed, "requests": client.requests if client else 0}
+            try:
+                store.finish_run(run_id, counts, status=status, note="backfill")
+            except StoreError:
+                pass  # the database cannot be written: the next run marks this one interrupted
     if show:
         show.close()
     sys.exit(1 if failed else 0)
@@ -93,8 +106,9 @@ def backfill_cmd(app, trial_ids, progress):
 
 @click.command("import-ictrp")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@wait_option()
 @click.pass_obj
-def import_ictrp_cmd(app, files):
+def import_ictrp_cmd(app, files, wait):
     """Import WHO ICTRP export files (XML or CSV, judged by content).
 
     Each trial goes into the same snapshots and change log as the WHO portal's
@@ -102,13 +116,16 @@ def import_ictrp_cmd(app, files):
     payload.  Import files oldest first: each is compared with what the store holds.
     A trial absent from a later file is NOT marked missing (an export is a search
     result, not the registry), and fields a file cannot carry keep their stored
-    values.
+    values.  Takes the refresh lock like `refresh`: exits 3 when another refresh of
+    the same database is running (see --wait).
     """
     from pipeline.errors import ParseError
     from pipeline.import_ictrp import import_export_file
+    from pipeline.lock import RefreshLock
 
     failed = 0
-    with app.store() as store:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C: the import closes its run
+    with RefreshLock(app.config.database_path, wait=wait), app.store() as store:
         for path in files:
             try:
                 result = import_export_file(store, path)
