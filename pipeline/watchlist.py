@@ -86,20 +86,25 @@ def save_config_text(path: Path, text: str) -> None:
     """Replace the config file with ``text`` atomically, keeping its permissions.
 
     A temporary file in the same folder is written and fsynced, given the old file's
-    mode, then renamed over the file (``os.replace``); a symlinked config is replaced
+    mode (and owner, where allowed), then renamed over the file (``os.replace``); a symlinked config is replaced
     at its target, so the link stays.  On any error the old file is left as it was.
     """
     real = Path(os.path.realpath(path))
     try:
-        mode = real.stat().st_mode & 0o7777
+        old = real.stat()
     except FileNotFoundError:
-        mode = 0o644
+        old = None
     fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
-            os.fchmod(out.fileno(), mode)
+            os.fchmod(out.fileno(), old.st_mode & 0o7777 if old else 0o644)
+            if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                try:  # root editing a user's config: the file stays the user's
+                    os.fchown(out.fileno(), old.st_uid, old.st_gid)
+                except OSError:
+                    pass
             os.fsync(out.fileno())
         os.replace(tmp, real)
     except BaseException:

@@ -216,7 +216,8 @@ def test_a_backfill_stopped_by_sigterm_closes_its_run(tmp_path):
     corpus = Corpus(size=6, seed=7)
     with SimulatorServer(corpus) as server:
         config = write_config(tmp_path)
-        config.write_text(config.read_text().replace(DEAD, server.ctgov_url))
+        # every answer 30 s late, read timeout 20 s: the backfill is surely in a request when stopped
+        config.write_text(config.read_text().replace(DEAD, server.ctgov_url).replace("timeout = 2", "timeout = 20"))
         server.add_fault({"match": "", "kind": "timeout", "delay": 30})
         nct = [t.trial_id for t in corpus.nct_trials][:2]
         proc = popen(config, "backfill", *nct)
