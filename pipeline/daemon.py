@@ -49,6 +49,19 @@ class JobOutcome:
     delivery_failures: int = 0
     error: str | None = None
 
+    @property
+    def failed(self) -> bool:
+        """A trial failed, a channel failed, or the job itself failed."""
+        return bool(self.error or self.failed_trials or self.delivery_failures)
+
+
+def once_exit_code(outcomes: list[JobOutcome]) -> int:
+    """``daemon --once``'s exit code, as ``refresh`` and ``deliver`` would give: 1 on any failure.
+
+    A run skipped under ``--no-wait`` (another refresh held the lock) is not a failure.
+    """
+    return 1 if any(o.failed for o in outcomes) else 0
+
 
 def next_runs(config: Config, now: datetime) -> dict[str, datetime | None]:
     """When each enabled source's job fires next after ``now`` (jitter not included; pure)."""
@@ -65,7 +78,8 @@ class Daemon:
     With ``reload`` (a function returning a freshly loaded Config) and ``config_path``,
     each job re-reads the config file when it changed since the last run, so trials
     added with ``trialwatch watch add`` and edited alert rules take effect without a
-    restart.  A config that no longer validates is logged and the last good one kept.
+    restart.  A config that is empty or no longer validates is logged and the last good
+    one kept.
     Schedules are read once, at start: a changed schedule needs a restart (logged).
     """
 
@@ -86,29 +100,43 @@ class Daemon:
         self.scheduler = None
         self._reload = reload
         self._config_path = config_path
-        self._config_mtime = self._mtime()
+        self._config_signature = self._signature()
         self._reload_lock = threading.Lock()
 
-    def _mtime(self) -> float | None:
+    def _signature(self) -> tuple[int, int, int] | None:
+        """What tells a changed config file: inode (an atomic replace), mtime and size."""
         try:
-            return self._config_path.stat().st_mtime_ns if self._config_path else None
+            st = self._config_path.stat() if self._config_path else None
         except OSError:
             return None
+        return None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _maybe_reload(self) -> None:
-        """Re-read the config file if it changed (see the class docstring)."""
+        """Re-read the config file if it changed (see the class docstring).
+
+        A file that is empty or does not validate (an editor caught mid-write, a
+        broken edit) keeps the previous config, and is looked at again before the
+        next run, so the finished write is never missed.
+        """
         if self._reload is None:
             return
         with self._reload_lock:
-            mtime = self._mtime()
-            if mtime is None or mtime == self._config_mtime:
+            signature = self._signature()
+            if signature is None or signature == self._config_signature:
                 return
-            self._config_mtime = mtime
+            try:
+                blank = not self._config_path.read_bytes().strip()
+            except OSError:
+                blank = True
+            if blank:
+                log.error("config file %s is empty (being rewritten?), keeping the previous config", self._config_path)
+                return
             try:
                 fresh = self._reload()
             except TrialwatchError as exc:
                 log.error("config changed but is not valid, keeping the previous one: %s", exc)
                 return
+            self._config_signature = signature
             old = self.config
             kept = dict(schedule=old.schedule, schedule_jitter=old.schedule_jitter, sources=old.sources,
                         database_path=old.database_path)

@@ -7,13 +7,13 @@ next run comes from the cron expression, so it is known even when no daemon runs
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.config import Config
 from pipeline.daemon import next_runs
+from pipeline.lock import daemon_running
 from pipeline.render_table import short, table
 from pipeline.report.model import printable
 from pipeline.store import Store, open_store
@@ -44,11 +44,12 @@ def load_status(config: Config, now: datetime) -> dict[str, Any]:
     backlog: dict[str, int] = {}
     failing: list[dict[str, Any]] = []
     channels: list[dict[str, Any]] = []
+    daemon = daemon_running(config.database_path)  # the lock says, not a PID that may be reused
+    if daemon:
+        pid = int(daemon["pid"]) if daemon["pid"].isdigit() else daemon["pid"]
+        doc["daemon"] = {"running": True, "pid": pid, "started_at": daemon["started_at"]}
     if config.database_path.exists():
         with open_store(config) as store:
-            daemon = json.loads(store.get_meta("daemon") or "null")
-            if daemon and pid_alive(daemon.get("pid")):
-                doc["daemon"] = {"running": True, **daemon}
             for source in config.sources:
                 last[source] = store.last_run(source)
             failing = store.failing_trials(1)

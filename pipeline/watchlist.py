@@ -3,15 +3,23 @@
 The config file is the single source of truth for what is watched, so the watch
 commands edit it in place with tomlkit, which keeps the user's comments and layout.
 IDs are validated before anything is written.
+
+Each edit is a read-modify-write under the config's lock (:func:`pipeline.lock.config_lock`),
+so two ``watch add`` at once both land, and the new text replaces the file atomically
+(:func:`save_config_text`), so a reader (the daemon re-reading its config) sees the old
+file or the new one, never an empty or half-written one.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import tomlkit
 
 from pipeline.errors import ConfigError
+from pipeline.lock import config_lock
 from pipeline.trial_ids import normalize_trial_id
 
 
@@ -38,8 +46,16 @@ def _trials_array(doc: tomlkit.TOMLDocument):
 def add_trials(path: Path, ids: list[str]) -> list[str]:
     """Add IDs to ``watch.trials``; returns the ones that were not there yet."""
     wanted = [normalize_trial_id(i) for i in ids]
-    doc = _load(path)
-    arr = _trials_array(doc)
+    with config_lock(path):
+        doc = _load(path)
+        arr = _trials_array(doc)
+        added = _append_new(arr, wanted)
+        if added:
+            save_config_text(path, tomlkit.dumps(doc))
+    return added
+
+
+def _append_new(arr, wanted: list[str]) -> list[str]:
     present = {str(x) for x in arr}
     added = []
     for trial in wanted:
@@ -47,21 +63,61 @@ def add_trials(path: Path, ids: list[str]) -> list[str]:
             arr.append(trial)
             present.add(trial)
             added.append(trial)
-    if added:
-        path.write_text(tomlkit.dumps(doc), encoding="utf-8")
     return added
 
 
 def remove_trials(path: Path, ids: list[str]) -> list[str]:
     """Remove IDs from ``watch.trials``; returns the ones that were there."""
     wanted = {normalize_trial_id(i) for i in ids}
-    doc = _load(path)
-    arr = _trials_array(doc)
-    removed = []
-    for index in range(len(arr) - 1, -1, -1):
-        if str(arr[index]) in wanted:
-            removed.append(str(arr[index]))
-            del arr[index]
-    if removed:
-        path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    with config_lock(path):
+        doc = _load(path)
+        arr = _trials_array(doc)
+        removed = []
+        for index in range(len(arr) - 1, -1, -1):
+            if str(arr[index]) in wanted:
+                removed.append(str(arr[index]))
+                del arr[index]
+        if removed:
+            save_config_text(path, tomlkit.dumps(doc))
     return sorted(removed)
+
+
+def save_config_text(path: Path, text: str) -> None:
+    """Replace the config file with ``text`` atomically, keeping its permissions.
+
+    A temporary file in the same folder is written and fsynced, given the old file's
+    mode (and owner, where allowed), then renamed over the file (``os.replace``); a symlinked config is replaced
+    at its target, so the link stays.  On any error the old file is left as it was.
+    """
+    real = Path(os.path.realpath(path))
+    try:
+        old = real.stat()
+    except FileNotFoundError:
+        old = None
+    fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fchmod(out.fileno(), old.st_mode & 0o7777 if old else 0o644)
+            if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                try:  # root editing a user's config: the file stays the user's
+                    os.fchown(out.fileno(), old.st_uid, old.st_gid)
+                except OSError:
+                    pass
+            os.fsync(out.fileno())
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(real.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass

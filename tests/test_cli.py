@@ -140,3 +140,17 @@ def test_unwritable_database_folder_is_a_clear_error(tmp_path):
     result = run("--config", str(cfg), "refresh")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "/proc/nope" in result.stderr
+
+
+@pytest.mark.parametrize("since", ["99999999d", "9999-12-31T23:30:00-05:00", "0001-01-01T00:30:00+01:00",
+                                   "9" * 30 + "w"])
+def test_since_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, since):
+    cfg = write_config(tmp_path, '[database]\npath = "t.db"\n')
+    commands = [["report", "--since", since, "--peek"]]
+    if since[-1].isdigit():  # changes --since takes a date or time, not an age
+        commands.append(["changes", "--since", since])
+    for command in commands:
+        result = run("--config", str(cfg), *command)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
+        assert "Invalid value for --since" in result.stderr

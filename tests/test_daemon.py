@@ -341,3 +341,29 @@ def test_the_daemon_rereads_a_changed_config_before_a_run(tmp_path, caplog):
         path.write_text(good.replace('jitter = 0', 'jitter = "soon"'))
         (outcome,) = daemon.run_once()
         assert outcome.ran and "keeping the previous one" in caplog.text and "schedule.jitter" in caplog.text
+
+
+def test_daemon_once_exits_1_when_a_trial_or_a_channel_failed(tmp_path):
+    """`daemon --once` is the README's cron recipe: it exits as `refresh` and `deliver` do."""
+    corpus = Corpus(size=3, seed=8)
+    trials = corpus.ids[:2]
+    dead_hook = f"http://127.0.0.1:{free_port()}/hook"
+    with SimulatorServer(corpus) as server:
+        alerts = f'[[alerts]]\nchannel = "webhook"\nname = "hook"\nurl = "{dead_hook}"\n'
+        config = write_config(tmp_path, server, trials, schedule='ctgov = "0 0 1 1 *"\nwho = "0 0 1 1 *"',
+                              alerts=alerts, who=False)
+        once = [*TRIALWATCH, "--config", str(config), "daemon", "--once"]
+        assert subprocess.run(once, capture_output=True, timeout=60).returncode == 0  # the channel starts here
+        server.add_fault({"match": "/api/v2/studies", "kind": "not_found", "trial": trials[0]})  # a change
+        channel_down = subprocess.run(once, capture_output=True, text=True, timeout=60)
+        assert channel_down.returncode == 1, channel_down.stderr  # every trial fetched, the webhook refused
+        assert query(tmp_path / "t.db", "SELECT failed, missing FROM runs") == [(0, 0), (0, 1)]
+        assert "hook" in channel_down.stderr
+        server.clear_faults()
+        config.write_text(config.read_text().replace(alerts, ""))
+        assert subprocess.run(once, capture_output=True, timeout=60).returncode == 0
+        server.add_fault({"match": "/api/v2/studies", "kind": "503"})
+        trial_failed = subprocess.run(once, capture_output=True, text=True, timeout=60)
+        assert trial_failed.returncode == 1, trial_failed.stderr
+        refresh = subprocess.run([*TRIALWATCH, "--config", str(config), "refresh"], capture_output=True, timeout=60)
+        assert refresh.returncode == 1  # the same answer from refresh

@@ -159,3 +159,52 @@ def test_csv_report_cannot_smuggle_a_spreadsheet_formula(hostile_db):
     assert any("HYPERLINK" in v for v in cells)
     dangerous = [v for v in cells if v[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert not dangerous, f"cells a spreadsheet would run as formulas: {dangerous[:3]}"
+
+
+def test_csv_export_uses_the_same_guard_as_the_csv_report(hostile_db):
+    import csv
+    import io
+
+    config = hostile_db[0]
+    result = trialwatch(config, "export", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode("utf-8")
+    _no_control_bytes(out.replace("\n", "").encode())
+    cells = [v for r in csv.DictReader(io.StringIO(out)) for v in r.values() if v]
+    assert any("HYPERLINK" in v for v in cells)
+    dangerous = [v for v in cells if v[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert not dangerous, f"cells a spreadsheet would run as formulas: {dangerous[:3]}"
+
+
+def test_one_csv_cell_encoder_for_export_and_report(tmp_path):
+    """A title that is a formula and carries control characters, through both CSV writers."""
+    import csv
+    import io
+
+    from click.testing import CliRunner
+
+    from alert_support import record, save
+    from pipeline.cli import cli
+    from pipeline.report.data import csv_cell
+    from pipeline.store import Store
+
+    title = '=HYPERLINK("http://evil.example/")\x1b[2J\x07\x9b31m'
+    guarded = "'=HYPERLINK(\"http://evil.example/\")\ufffd[2J\ufffd\ufffd31m"
+    assert csv_cell(title) == guarded
+    assert csv_cell(["-x", "y"], list_sep="; ") == "'-x; y"
+    assert csv_cell([{"a": "\x9b"}]) == '[{"a": "\\u009b"}]'  # JSON cells: C1 escaped like C0
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\npath = "t.db"\n')
+    with Store(tmp_path / "t.db") as store:
+        old = record("NCT01000001")
+        save(store, None, old)
+        save(store, old, record("NCT01000001", public_title=title, conditions=["@risk", "cancer"]))
+    runner = CliRunner()
+    exported = runner.invoke(cli, ["--config", str(config), "export", "--format", "csv"], catch_exceptions=False)
+    reported = runner.invoke(cli, ["--config", str(config), "report", "--since", "2000-01-01", "--format", "csv"],
+                             catch_exceptions=False)
+    assert exported.exit_code == 0 and reported.exit_code == 0
+    (row,) = csv.DictReader(io.StringIO(exported.output))
+    assert row["public_title"] == guarded and row["conditions"] == "'@risk; cancer"
+    changes = list(csv.DictReader(io.StringIO(reported.output)))
+    assert guarded in [c["new"] for c in changes] and guarded in [c["title"] for c in changes]

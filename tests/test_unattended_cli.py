@@ -87,23 +87,24 @@ def test_deliver_without_alerts_and_with_an_unknown_name(app):
 
 
 def test_a_second_daemon_on_the_same_database_is_refused(app):
-    import subprocess
-    import sys
+    """The daemon's single-instance lock decides, and status reads it (not a stored PID)."""
+    import os
+
+    from pipeline.lock import DaemonLock
 
     run = app()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    running = DaemonLock(app.db)
+    running.acquire()  # as a daemon would, for its whole life
     try:
-        store = Store(app.db)
-        store.set_meta("daemon", json.dumps({"pid": other.pid, "started_at": "2026-11-25T00:00:00Z"}))
-        store.close()
         result = run("daemon")
         assert result.exit_code == 1
-        assert f"a trialwatch daemon (pid {other.pid}" in result.output and "already running" in result.output
+        assert f"a trialwatch daemon (pid {os.getpid()}" in result.output and "already running" in result.output
+        status = json.loads(run("status", "--json").output)
+        assert status["daemon"]["running"] is True and status["daemon"]["pid"] == os.getpid()
     finally:
-        other.kill()
-        other.wait()
+        running.release()
     status = json.loads(run("status", "--json").output)
-    assert status["daemon"] == {"running": False}  # the recorded pid is gone
+    assert status["daemon"] == {"running": False}  # the lock is free: whatever PID the file names
 
 
 def test_status_next_runs_on_a_frozen_clock(tmp_path):

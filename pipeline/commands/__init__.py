@@ -1,7 +1,8 @@
 """CLI commands, one module per area; each exposes ``register(group)``.
 
-What several command modules share lives here: the ``--source`` choice and the
-check that a chosen source is switched on.
+What several command modules share lives here: the ``--source`` choice, the check
+that a chosen source is switched on, and the ``--wait/--no-wait`` option of the
+commands that take the refresh lock (the lock itself: :mod:`pipeline.lock`).
 """
 
 from __future__ import annotations
@@ -39,3 +40,10 @@ def check_sources_enabled(config, sources: Iterable[str]) -> None:
             raise ConfigError(
                 f"source {s!r} is disabled in the config (sources.{s}.enabled = false)", f"sources.{s}.enabled"
             )
+
+
+def wait_option(default: bool = False):
+    """``--wait/--no-wait``: wait for the refresh lock's holder, or exit 3 at once."""
+    what = "wait for it (default), or exit 3" if default else "wait for it, or exit 3 (default)"
+    return click.option("--wait/--no-wait", default=default,
+                        help=f"If another refresh or import is running on the database: {what}.")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE
+from pipeline.commands import SOURCE_CHOICE, wait_option
 from pipeline.record import COMMON_FIELDS
 from pipeline.sources import SOURCES, Source
 from pipeline.trial_ids import normalize_trial_id, registry_of
@@ -48,15 +49,17 @@ def _history_ids(ctx, param, values):
 @click.command("backfill")
 @click.argument("trial_ids", nargs=-1, required=True, callback=_history_ids)
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
+@wait_option()
 @click.pass_obj
-def backfill_cmd(app, trial_ids, progress):
+def backfill_cmd(app, trial_ids, progress, wait):
     """Load the whole version history of ClinicalTrials.gov trials.
 
     Every registry version becomes a snapshot dated by the registry, and the changes
     between versions go into the change log back to first registration, marked
     backfilled (alerts never send them).  Running it again adds nothing; a trial
     with a live snapshot keeps it as current.  Then `trialwatch history ID` shows
-    when each field changed.  Exits 1 when some trial could not be backfilled.
+    when each field changed.  Exits 1 when some trial could not be backfilled, 3 when
+    another refresh of the same database is running (see --wait).
     """
     from pipeline.backfill import backfill_trial
     from pipeline.clock import utcnow
@@ -70,7 +73,8 @@ def backfill_cmd(app, trial_ids, progress):
     names = list(dict.fromkeys(s.name for s in sources.values()))
     show = Progress() if (progress if progress is not None else sys.stderr.isatty()) else None
     failed = 0
-    with RefreshLock(config.database_path, wait=True), app.store() as store:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C: recorded_run marks the run interrupted
+    with RefreshLock(config.database_path, wait=wait), app.store() as store:
         with recorded_run(store, names, "backfill", note="backfill") as run:
             rows: list[dict] = []
             counts = {"fetched": 0, "failed": 0, "requests": 0}
@@ -116,8 +120,9 @@ def backfill_cmd(app, trial_ids, progress):
 
 @click.command("import-ictrp")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@wait_option()
 @click.pass_obj
-def import_ictrp_cmd(app, files):
+def import_ictrp_cmd(app, files, wait):
     """Import WHO ICTRP export files (XML or CSV, judged by content).
 
     Each trial goes into the same snapshots and change log as the WHO portal's
@@ -125,13 +130,16 @@ def import_ictrp_cmd(app, files):
     payload.  Import files oldest first: each is compared with what the store holds.
     A trial absent from a later file is NOT marked missing (an export is a search
     result, not the registry), and fields a file cannot carry keep their stored
-    values.
+    values.  Takes the refresh lock like `refresh`: exits 3 when another refresh of
+    the same database is running (see --wait).
     """
     from pipeline.errors import ParseError
     from pipeline.import_ictrp import import_export_file
+    from pipeline.lock import RefreshLock
 
     failed = 0
-    with app.store() as store:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C: the import closes its run
+    with RefreshLock(app.config.database_path, wait=wait), app.store() as store:
         for path in files:
             try:
                 result = import_export_file(store, path)
@@ -155,19 +163,6 @@ def export_columns(source: str | None) -> list[str]:
     return columns
 
 
-def csv_cell(value) -> str:
-    """A field value as a CSV cell: lists of text joined with "; ", structures as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "; ".join(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
 @click.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
               help="JSON Lines (one normalized record a line) or CSV (one row a record).")
@@ -180,9 +175,13 @@ def export_cmd(app, fmt, source, out_path, include_missing):
     """Export the current mirror: the current record of every trial, streamed.
 
     JSON Lines give the normalized record as stored; CSV has one column per record
-    field (lists of text joined with "; ", structured values as JSON).
+    field (lists of text joined with "; ", structured values as JSON), with the same
+    guard as `report --format csv`: control characters shown as U+FFFD, and text a
+    spreadsheet would run as a formula given a leading '.
     """
     import orjson
+
+    from pipeline.report.data import csv_cell
 
     count = 0
     stream = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
@@ -200,7 +199,7 @@ def export_cmd(app, fmt, source, out_path, include_missing):
                 writer.writerow(columns)
                 for text in records:
                     record = orjson.loads(text)
-                    writer.writerow([csv_cell(record.get(c)) for c in columns])
+                    writer.writerow([csv_cell(record.get(c), list_sep="; ") for c in columns])
                     count += 1
     finally:
         if out_path:

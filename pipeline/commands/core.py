@@ -10,7 +10,7 @@ import threading
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
+from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, wait_option
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, table
 from pipeline.codec import change_json
@@ -66,7 +66,7 @@ def register(cli: click.Group) -> None:
 @click.command("refresh")
 @click.option("--source", "sources", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
 @click.option("--trial", "trials", multiple=True, callback=trial_id_arg, help="Only this watched trial (repeatable).")
-@click.option("--wait/--no-wait", default=False, help="If another refresh is running: wait for it, or exit 3 (default).")
+@wait_option()
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
 @click.option("--full-sweep", is_flag=True, help="Also sweep every query watch's IDs now (finds deleted records).")
 @click.pass_obj
@@ -163,18 +163,14 @@ def changes_cmd(app, as_json, since, trial_id, source, significance, details):
 
 def _iso_since(value: str | None) -> str | None:
     """Accept an ISO date or time; store timestamps are UTC 'YYYY-MM-DDTHH:MM:SSZ'."""
+    from pipeline.report.window import parse_instant
+
     if value is None:
         return None
-    from datetime import datetime, timezone
-
-    text = value.strip()
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO date or time: {value!r}", param_hint="--since") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return parse_instant(value)
+    except ValueError as exc:  # not ISO, or outside what a date can hold
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 @click.command("history")

@@ -39,14 +39,16 @@ def daemon_cmd(app, once, sources, wait, log_level):
     first), delayed by up to schedule.jitter seconds.  After each run the new
     changes the [[alerts]] rules choose are delivered to each channel once; a channel
     that is down keeps its backlog for the next run.  Logs one line per run to
-    stderr.  SIGTERM or Ctrl-C lets the trial in hand finish, then exits 0.
+    stderr.  SIGTERM or Ctrl-C lets the trial in hand finish, then exits 0.  One
+    daemon per database: a second one exits 1 naming the first one's PID.  With
+    --once, exits 1 when a trial or a channel failed, as refresh and deliver do.
     """
     import logging
 
-    from pipeline.daemon import Daemon, setup_logging
-    from pipeline.deliver import Redactor, secret_values
-    from pipeline.status import pid_alive
     from pipeline.clock import utcnow
+    from pipeline.daemon import Daemon, once_exit_code, setup_logging
+    from pipeline.deliver import Redactor, secret_values
+    from pipeline.lock import DaemonLock
     from pipeline.store import open_store
 
     config = _only_sources(app.config, sources)
@@ -67,21 +69,15 @@ def daemon_cmd(app, once, sources, wait, log_level):
     stop.install()
     daemon = Daemon(config, should_stop=stop, wait_for_lock=wait, reload=reload, config_path=app.config_path)
     if once:
-        outcomes = daemon.run_once()
-        sys.exit(1 if any(o.error for o in outcomes) else 0)
-    with open_store(config) as store:
-        running = json.loads(store.get_meta("daemon") or "null")
-        if running and running.get("pid") != os.getpid() and pid_alive(running.get("pid")):
-            raise click.ClickException(
-                f"a trialwatch daemon (pid {running['pid']}, started {running.get('started_at')}) is already "
-                f"running on {config.database_path}; stop it first (SIGTERM)"
-            )
-        store.set_meta("daemon", json.dumps({"pid": os.getpid(), "started_at": utcnow()}))
-    try:
-        daemon.run_forever(stop.event)
-    finally:
-        with open_store(config) as store:
-            store.set_meta("daemon", None)
+        sys.exit(once_exit_code(daemon.run_once()))
+    with DaemonLock(config.database_path) as single:  # DaemonRunning (exit 1) when another daemon has it
+        with open_store(config) as store:  # for `status` and people: the lock decides, not this
+            store.set_meta("daemon", json.dumps({"pid": os.getpid(), "started_at": single.started_at or utcnow()}))
+        try:
+            daemon.run_forever(stop.event)
+        finally:
+            with open_store(config) as store:
+                store.set_meta("daemon", None)
     sys.exit(0)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 
 from pipeline.report.model import ChangeLine, Report, TrialGroup, printable
@@ -58,22 +59,35 @@ def render_json(report: Report) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any, *, list_sep: str | None = None) -> str:
+    """One value as a CSV cell that is safe to open in a spreadsheet or print on a terminal.
+
+    The one encoder of every CSV trialwatch writes (``report --format csv`` and
+    ``export --format csv``).  Lists of text are joined with ``list_sep`` when given;
+    other lists and objects are written as JSON (C0 controls escaped by JSON, DEL and
+    C1 escaped here too).  Control characters in text become U+FFFD, and text a
+    spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab or CR first) gets
+    a leading ``'``.
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)  # JSON escapes control characters
+    if isinstance(value, (int, float)):
+        return str(value)
+    if list_sep is not None and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = list_sep.join(value)
     if isinstance(value, str):
         text = printable(value)  # a CSV printed on a terminal must not carry ESC sequences
         # A cell starting with = + - @ (or tab, CR) runs as a formula in a spreadsheet
         # (CSV injection: a registry title '=HYPERLINK(...)' would); a leading ' keeps it text.
         return "'" + text if text[:1] in _FORMULA_START else text
-    return value
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_C1 = re.compile("[\x7f-\x9f]")
 
 
 def render_csv(report: Report) -> str:
@@ -81,5 +95,5 @@ def render_csv(report: Report) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows(report):
-        writer.writerow([_cell(row.get(k)) for k in CSV_COLUMNS])
+        writer.writerow([csv_cell(row.get(k)) for k in CSV_COLUMNS])
     return out.getvalue()
