@@ -11,6 +11,14 @@ import threading
 import click
 
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
+from pipeline.commands.options import (
+    SINCE_HELP,
+    full_option,
+    limit_option,
+    output_style,
+    significance_option,
+    since_option,
+)
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
 from pipeline.codec import change_json
@@ -117,8 +125,9 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
 @click.argument("trial_id", callback=trial_id_arg)
 @click.option("--source", type=SOURCE_CHOICE, help="Which registry's copy (default: ctgov for NCT IDs, else who).")
 @click.option("--json", "as_json", is_flag=True, help="Print the normalized record as JSON.")
+@full_option
 @click.pass_obj
-def show_cmd(app, trial_id, source, as_json):
+def show_cmd(app, trial_id, source, as_json, full):
     """Print the current normalized record of a trial."""
     source = source or sources_for(trial_id)[0]
     with app.store() as store:
@@ -132,47 +141,48 @@ def show_cmd(app, trial_id, source, as_json):
     if as_json:
         _json_out(state.record)
     else:
+        width, style = output_style(full)
         if state.state == "missing":
             click.echo(f"# {trial_id} is MISSING from {source}; last stored record:")
-        click.echo(record_lines(state.record))
+        click.echo(record_lines(state.record, width=width, style=style))
 
 
 @click.command("changes")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@click.option("--since", help="Only changes detected at or after this ISO time.")
+@since_option(help="Only changes detected since then: " + SINCE_HELP + ", or 'last' (not yet reported by "
+              "`report --since last`; the report cursor is not moved).")
 @click.option("--trial", "trial_id", callback=trial_id_arg, help="Only this trial.")
 @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
-@click.option("--significance", multiple=True, help="Only these significances (repeatable).")
+@significance_option
 @click.option("--details", is_flag=True,
               help="Also list 'detail' rows: the registry's own wording changing along with its normalized field.")
+@limit_option(help="Only the most recent N changes.")
+@click.option("--newest-first", is_flag=True, help="List the most recent change first (default: oldest first).")
+@full_option
 @click.pass_obj
-def changes_cmd(app, as_json, since, trial_id, source, significance, details):
-    """List recorded changes, oldest first."""
-    since = _iso_since(since)
+def changes_cmd(app, as_json, since, trial_id, source, significance, details, limit, newest_first, full):
+    """List recorded changes, oldest first (--newest-first: most recent first)."""
     with app.store() as store:
-        rows = store.changes(since=since, trial_id=trial_id, source=source, include_details=details)
+        after_id = store.report_cursor()[0] if since is not None and since.last else None
+        rows = store.changes(
+            since=since.at if since is not None else None,
+            trial_id=trial_id,
+            source=source,
+            after_id=after_id,
+            include_details=details,
+        )
     if significance:
-        rows = [r for r in rows if r["significance"] in significance]
+        wanted = {s.lower() for s in significance}
+        rows = [r for r in rows if r["significance"] in wanted]
+    if limit:
+        rows = rows[-limit:]
+    if newest_first:
+        rows.reverse()
     if as_json:
         _json_out([change_json(r) for r in rows])
     else:
-        click.echo(changes_table(rows))
-
-
-def _iso_since(value: str | None) -> str | None:
-    """Accept an ISO date or time; store timestamps are UTC 'YYYY-MM-DDTHH:MM:SSZ'."""
-    if value is None:
-        return None
-    from datetime import datetime, timezone
-
-    text = value.strip()
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO date or time: {value!r}", param_hint="--since") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        width, style = output_style(full)
+        click.echo(changes_table(rows, width=width, style=style))
 
 
 @click.command("history")

@@ -22,7 +22,11 @@ class Since:
 
 
 def parse_since(value: str, now: datetime) -> Since:
-    """``last`` | ``YYYY-MM-DD[THH:MM[:SS]][Z|±HH:MM]`` | ``N`` + m/h/d/w; ValueError otherwise."""
+    """``last`` | ``YYYY-MM-DD[THH:MM[:SS]][Z|±HH:MM]`` | ``N`` + m/h/d/w.
+
+    ValueError (or OverflowError, for an age beyond the calendar) otherwise; the
+    message does not name the option (the caller's error already does).
+    """
     text = value.strip().lower()
     if text == "last":
         return Since(last=True)
@@ -34,7 +38,7 @@ def parse_since(value: str, now: datetime) -> Since:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise ValueError(
-                f"--since: expected 'last', an ISO date or time (2026-11-18, 2026-11-18T09:00Z) "
+                f"expected 'last', an ISO date or time (2026-11-18, 2026-11-18T09:00Z) "
                 f"or an age like 7d, 12h, 2w; got {value!r}"
             ) from None
         if when.tzinfo is None:
