@@ -1147,6 +1147,17 @@ class Store:
             yield record
 
 
+    # -- history listing --------------------------------------------------------------------------
+
+    def snapshot_last_updated(self, trial_id: str) -> dict[int, str | None]:
+        """Snapshot id -> the record's ``last_updated`` (the registry's date), for ``history``."""
+        return {
+            int(i): d
+            for i, d in self.conn.execute(
+                "SELECT id, json_extract(record, '$.last_updated') FROM snapshots WHERE trial_id = ?", (trial_id,)
+            )
+        }
+
 
 def _insert_changes(
     conn: sqlite3.Connection,

@@ -110,7 +110,7 @@ def test_changes_are_cut_around_the_part_that_changed_to_fit_the_width(db):
     assert "\x1b" not in out
 
 
-def test_full_prints_whole_values_on_changes_and_show(db):
+def test_full_prints_whole_values_on_changes_show_and_history(db):
     config, corpus = db
     full = tw(config, "changes", "--trial", corpus.ids[1], "--full").output
     assert f"{OLD_TITLE} -> {NEW_TITLE}" in full
@@ -125,6 +125,11 @@ def test_full_prints_whole_values_on_changes_and_show(db):
     for line in value.splitlines():
         assert line.strip() in shown
 
+    outcome = [c for c in json.loads(tw(config, "changes", "--json", "--trial", corpus.ids[2]).output)
+               if c["field"] == "primary_outcomes"][0]
+    whole = "; ".join(outcome["added"])
+    assert whole not in tw(config, "history", corpus.ids[2]).output
+    assert whole in tw(config, "history", corpus.ids[2], "--full").output
 
 
 def test_colour_and_width_on_a_terminal_plain_text_in_a_pipe(db):
@@ -186,3 +191,40 @@ def test_limit_keeps_the_most_recent_and_newest_first_reverses(db):
     newest = json.loads(tw(config, "changes", "--json", "--limit", "3", "--newest-first").output)
     assert newest == everything[-3:][::-1]
     assert tw(config, "changes", "--limit", "0").exit_code == 2
+
+
+# -- item 5: history numbers versions one way --------------------------------------------------------
+
+VERSION_LINE = re.compile(r"^  (v\d+)\s+(\S+)  ")
+
+
+def test_history_numbers_versions_1_to_n_with_one_date_format_and_each_change_once(db):
+    config, corpus = db
+    nct = corpus.ids[0]
+    out = tw(config, "history", nct).output
+    assert "registry version" not in out and "version 2" not in out.replace("versions", "")
+    sections = re.split(r"^(?=\S)", out, flags=re.M)
+    ctgov = next(s for s in sections if s.startswith(f"{nct} on ctgov"))
+    who = next(s for s in sections if s.startswith(f"{nct} on who"))
+    index = json.loads(tw(config, "history", nct, "--json").output)
+    for section, source in ((ctgov, "ctgov"), (who, "who")):
+        found = [VERSION_LINE.match(line).groups() for line in section.splitlines() if VERSION_LINE.match(line)]
+        assert [v for v, _ in found] == [f"v{i}" for i in range(1, len(found) + 1)]
+        assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) for _, day in found)
+        assert [day for _, day in found] == sorted(day for _, day in found)
+        assert f"{len(found)} version" in section.splitlines()[0]
+        assert [v["version"] for v in index["versions"] if v["source"] == source] == list(range(1, len(found) + 1))
+    # The backfilled chain is every registry version; the live snapshots are two of them.
+    backfilled = [v for v in index["versions"] if v["source"] == "ctgov"]
+    assert len(backfilled) == len(corpus.history_changes(nct))
+    assert sum(len(v["snapshot_ids"]) for v in backfilled) == len(backfilled) + 2
+    # The live refresh's change is the newest registry version's: listed once.
+    assert ctgov.count("recruitment_status: recruiting -> active_not_recruiting") == 1
+    assert "also fetched" in ctgov
+    # Database ids only in --json.
+    ids = {str(i) for v in index["versions"] for i in v["snapshot_ids"]}
+    listed = set(re.findall(r"\bv?(\d+)\b", " ".join(line.split("  ")[1] for line in out.splitlines()
+                                                      if VERSION_LINE.match(line))))
+    assert all(f"v{i}" in out for i in range(1, 3))
+    assert not {f"version {i}" for i in ids} & set(re.findall(r"version \d+", out))
+    assert listed <= {str(i) for i in range(1, len(backfilled) + 1)}
