@@ -13,7 +13,6 @@ import click
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.commands.options import SINCE_HELP, since_option
 from pipeline.commands.core import StopFlag
-from pipeline.errors import ConfigError
 
 def register(cli: click.Group) -> None:
     cli.add_command(daemon_cmd)
@@ -199,7 +198,12 @@ def deliver_cmd(app, only, wait):
 
     config = app.config
     if only and only not in {r.name for r in config.alerts}:
-        raise ConfigError(f"no alert rule named {only!r} in the config", "alerts")
+        known = ", ".join(f"{r.name!r} ({r.channel})" for r in config.alerts)
+        raise click.BadParameter(
+            f"no alert rule named {only!r}; "
+            + (f"the config has: {known}" if known else "the config has no [[alerts]]"),
+            param_hint="'--alert'",
+        )
     if not config.alerts:
         click.echo("no [[alerts]] in the config: nothing to deliver")
         return

