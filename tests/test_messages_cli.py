@@ -56,3 +56,31 @@ def test_deliver_unknown_alert_lists_the_known_channels(tmp_path):
     config.write_text('[database]\npath = "t.db"\n')
     none = CliRunner().invoke(cli, ["--config", str(config), "deliver", "--alert", "nope"])
     assert none.exit_code == 2 and "the config has no [[alerts]]" in none.output
+
+
+# -- export | head -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("export",), ("export", "--format", "csv"), ("changes",)])
+def test_output_into_a_closed_pipe_ends_quietly(sim_config, args):
+    config, _ = sim_config
+    assert CliRunner().invoke(cli, ["--config", str(config), "refresh", "--no-progress"]).exit_code == 0
+    # The reader is gone before the first write: every write meets EPIPE.
+    proc = subprocess.Popen([*command(), "--config", str(config), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    rc = proc.wait(timeout=60)
+    assert rc in (0, 141) and err == ""
+
+
+def test_export_piped_into_head(sim_config):
+    config, _ = sim_config
+    assert CliRunner().invoke(cli, ["--config", str(config), "refresh", "--no-progress"]).exit_code == 0
+    tw = " ".join(command())
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {tw} --config '{config}' export | head -n 1 >/dev/null; "
+                       f"echo rc=${{PIPESTATUS[0]}}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.stderr == "" and re.search(r"rc=(0|141)\b", done.stdout)
