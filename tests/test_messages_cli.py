@@ -84,3 +84,43 @@ def test_export_piped_into_head(sim_config):
         capture_output=True, text=True, timeout=60,
     )
     assert done.stderr == "" and re.search(r"rc=(0|141)\b", done.stdout)
+
+
+# -- progress ------------------------------------------------------------------------------------------
+
+
+def test_progress_has_no_first_tick_rate_and_is_cleared_before_result_lines(sim_config):
+    config, corpus = sim_config
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    ids = corpus.ids[:3]
+    proc = subprocess.Popen([*command(), "--config", str(config), "backfill", "--progress", *ids],
+                            stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    raw = b"".join(chunks).decode()
+    assert "backfill: 1/3" in raw and "000.0/s" not in raw
+    for trial_id in ids:
+        at = raw.index(f"{trial_id}: ")
+        # what precedes each result line is a cleared line or a new line, never a progress text
+        assert raw[:at].endswith("\r\x1b[K") or raw[:at].endswith("\n") or at == 0, raw[max(0, at - 40):at + 20]
+    # After the run nothing is left of the progress line.
+    assert raw.rstrip("\r\n").endswith("\r\x1b[K") or not raw.rstrip().splitlines()[-1].startswith("backfill:")
+
+
+def test_progress_log_lines_start_without_a_rate(sim_config):
+    config, _ = sim_config
+    result = CliRunner().invoke(cli, ["--config", str(config), "refresh", "--progress"])
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if re.match(r"^(ctgov|who): \d+/\d+", line)]
+    assert lines and "/s" not in lines[0] and "000.0/s" not in result.stderr

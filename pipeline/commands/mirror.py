@@ -73,16 +73,18 @@ def backfill_cmd(app, trial_ids, progress):
                 rows.clear()
                 stored += outcome.stored
                 if show:
-                    show("backfill", i, len(trial_ids))
+                    show.clear()  # the result line starts on a clean line; the next tick redraws
                 if outcome.error:
                     failed += 1
                     click.echo(f"{trial_id}: failed: {outcome.error}", err=True)
-                    continue
-                current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
-                click.echo(
-                    f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
-                    f"{outcome.changes} changes backfilled; {current}"
-                )
+                else:
+                    current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
+                    click.echo(
+                        f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
+                        f"{outcome.changes} changes backfilled; {current}"
+                    )
+                if show:
+                    show("backfill", i, len(trial_ids))
             store.finish_run(
                 run_id, {"fetched": stored, "failed": failed, "requests": client.requests}, note="backfill"
             )
