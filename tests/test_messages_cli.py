@@ -124,3 +124,32 @@ def test_progress_log_lines_start_without_a_rate(sim_config):
     assert result.exit_code == 0
     lines = [line for line in result.stderr.splitlines() if re.match(r"^(ctgov|who): \d+/\d+", line)]
     assert lines and "/s" not in lines[0] and "000.0/s" not in result.stderr
+
+
+# -- simulate --------------------------------------------------------------------------------------------
+
+
+def test_simulate_names_the_port_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([*command(), "simulate", "--port", str(port), "--size", "3"],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"port {port}" in done.stderr and "already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "example.org"])
+def test_simulate_refuses_a_host_outside_loopback_unless_asked(host):
+    done = subprocess.run([*command(), "simulate", "--host", host, "--size", "3"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "not a loopback address" in done.stderr and "--allow-remote" in done.stderr
+
+
+def test_simulate_allow_remote_gets_past_the_host_check():
+    # 192.0.2.7 (TEST-NET-1) is not an address of this machine: binding fails, after the check.
+    done = subprocess.run([*command(), "simulate", "--host", "192.0.2.7", "--allow-remote", "--size", "3"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "cannot listen on 192.0.2.7" in done.stderr
+    assert "loopback" not in done.stderr
