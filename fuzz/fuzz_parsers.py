@@ -35,8 +35,8 @@ TARGETS = ("who", "ctgov_study", "ctgov_page", "ctgov_history")
 def _imports():
     from pipeline.diff import content_hash, diff_records
     from pipeline.errors import BlockedPageError, ParseError
-    from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_studies_page, parse_study
-    from pipeline.parse_who import parse_trial_page
+    from pipeline.sources.ctgov.parse import normalize_study, parse_history_version, parse_studies_page, parse_study
+    from pipeline.sources.who.page import parse_trial_page
     from pipeline.codec import dumps
 
     return locals()

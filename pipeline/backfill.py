@@ -1,9 +1,12 @@
-"""History backfill: a ClinicalTrials.gov trial's versions, back to first registration.
+"""History backfill: a trial's versions, back to first registration.
+
+Works on a source whose ``history`` API is not None (today ClinicalTrials.gov:
+:data:`pipeline.sources.ctgov.HISTORY`).
 
 ``GET /api/int/studies/{id}?history=true`` lists the versions (number, date, status,
 modules changed); ``GET /api/int/studies/{id}/history/{v}`` gives the record as it
 stood at version ``v`` (HTML entities unescaped by
-:func:`pipeline.parse_ctgov.parse_history_version`, so it normalizes like a live
+:func:`pipeline.sources.ctgov.parse.parse_history_version`, so it normalizes like a live
 record).  :func:`backfill_trial` stores every version as a snapshot dated by the
 registry (``registry_date``, ``registry_version``, ``backfilled = 1``) and the changes
 between consecutive versions, marked ``backfilled`` (alerts never send them) with
@@ -26,20 +29,16 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING
 
+from pipeline.clock import utcnow
 from pipeline.diff import content_hash, diff_records
 from pipeline.errors import FetchError, ParseError
-from pipeline.http_client import RegistryClient
-from pipeline.normalize import PARSER_VERSION
-from pipeline.parse_ctgov import normalize_study
-from pipeline.sources import ctgov
-from pipeline.clock import utcnow
+from pipeline.sources import Source
 from pipeline.store import Store
 
-SOURCE = "ctgov"
-#: raw_format of a stored history version body ({"studyVersion": v, "study": {...}}).
-HISTORY_FORMAT = "history"
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.http_client import RegistryClient
 
 
 @dataclass
@@ -61,11 +60,17 @@ def version_time(day: str | None) -> str | None:
     return f"{day}T00:00:00Z" if len(day) == 10 else day
 
 
-def backfill_trial(store: Store, client: RegistryClient, trial_id: str, run_id: int | None = None) -> BackfillOutcome:
+def backfill_trial(
+    store: Store, client: RegistryClient, source: Source, trial_id: str, run_id: int | None = None
+) -> BackfillOutcome:
     """Load one trial's whole version history into the store (see the module docstring)."""
     out = BackfillOutcome(trial_id)
+    history = source.history
+    if history is None:
+        out.error = f"{source.label} keeps no version history"
+        return out
     try:
-        index = ctgov.fetch_history_index(client, trial_id)
+        index = history.fetch_index(client, trial_id)
     except (FetchError, ParseError) as exc:
         out.error = f"{type(exc).__name__}: {exc}"
         return out
@@ -76,8 +81,8 @@ def backfill_trial(store: Store, client: RegistryClient, trial_id: str, run_id: 
         out.error = "the registry gave no version history"
         return out
     out.versions = len(index)
-    stored = store.backfilled_versions(trial_id, SOURCE)
-    parser_version = PARSER_VERSION[SOURCE]
+    stored = store.backfilled_versions(trial_id, source.name)
+    parser_version = source.parser_version
     prev_record: dict | None = None
     prev_snapshot: int | None = None
     for entry in index:
@@ -89,11 +94,11 @@ def backfill_trial(store: Store, client: RegistryClient, trial_id: str, run_id: 
             snap = store.load_snapshot(prev_snapshot)
             prev_record = snap["record"] if snap else None
         try:
-            got = ctgov.fetch_history_version(client, trial_id, number)
+            got = history.fetch_version(client, trial_id, number)
             if got is None:
                 raise FetchError(f"version {number} of {trial_id} not found (404)")
             study, body = got
-            record = normalize_study(study)
+            record = history.normalize(study)
         except (FetchError, ParseError) as exc:
             out.error = f"version {number}: {type(exc).__name__}: {exc}"
             return out
@@ -101,11 +106,11 @@ def backfill_trial(store: Store, client: RegistryClient, trial_id: str, run_id: 
         changes = diff_records(prev_record, record) if prev_record is not None else []
         snapshot_id = store.save_backfilled_version(
             trial_id,
-            SOURCE,
+            source.name,
             record=record,
             content_hash=content_hash(record),
             raw=body,
-            raw_format=HISTORY_FORMAT,
+            raw_format=history.raw_format,
             parser_version=parser_version,
             registry_version=number,
             registry_date=entry.get("date"),
@@ -117,26 +122,5 @@ def backfill_trial(store: Store, client: RegistryClient, trial_id: str, run_id: 
             out.stored += 1
             out.changes += len(changes)
         prev_record, prev_snapshot = record, snapshot_id
-    out.adopted = store.finish_backfill(trial_id, SOURCE, len(index))
+    out.adopted = store.finish_backfill(trial_id, source.name, len(index))
     return out
-
-
-def backfill_many(
-    store: Store,
-    client: RegistryClient,
-    trial_ids: Iterable[str],
-    run_id: int | None = None,
-    *,
-    progress: Callable[[str, int, int], None] | None = None,
-    stop: Callable[[], bool] = lambda: False,
-) -> list[BackfillOutcome]:
-    """Backfill several trials in turn (one failing never stops the others)."""
-    ids = list(dict.fromkeys(trial_ids))
-    outcomes = []
-    for i, trial_id in enumerate(ids, 1):
-        if stop():
-            break
-        outcomes.append(backfill_trial(store, client, trial_id, run_id))
-        if progress:
-            progress("backfill", i, len(ids))
-    return outcomes

@@ -26,7 +26,7 @@ EXIT_LOCKED = 3
 COMMAND_MODULES = (
     "pipeline.commands.core",
     "pipeline.commands.tools",
-    "pipeline.commands.mirror",
+    "pipeline.commands.bulk",
     "pipeline.commands.unattended",
 )
 
@@ -42,9 +42,9 @@ class AppContext:
         return load_config(self.config_path)
 
     def store(self):
-        from pipeline.store import Store
+        from pipeline.store import open_store
 
-        return Store(self.config.database_path, timeout=self.config.busy_timeout)
+        return open_store(self.config)
 
 
 class TrialwatchGroup(click.Group):

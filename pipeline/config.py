@@ -20,40 +20,16 @@ from pipeline.alert_rules import validate_alert_options
 from pipeline.cron import validate_cron
 from pipeline.errors import ConfigError, InvalidTrialId
 from pipeline.record import SIGNIFICANCE_ORDER
+from pipeline.sources import SOURCES
 from pipeline.trial_ids import normalize_trial_id
 from pipeline.validate import check_url
 
 DEFAULT_CONFIG_PATH = "config.toml"
 
-SOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ctgov": {
-        "base_url": "https://clinicaltrials.gov/api/v2",
-        "requests_per_second": 1.0,
-        "concurrency": 1,
-        "timeout": 30.0,
-        "retries": 4,
-        "user_agent": "trialwatch/0.1 (+https://github.com/trialwatch/trialwatch)",
-        "enabled": True,
-        "page_size": 1000,
-        "ids_per_request": 200,
-        "max_retry_wait": 120.0,
-        "max_response_mb": 64.0,
-        "run_budget": 3600.0,
-        "full_sweep_days": 7,
-    },
-    "who": {
-        "base_url": "https://trialsearch.who.int",
-        "requests_per_second": 0.5,
-        "concurrency": 1,
-        "timeout": 30.0,
-        "retries": 3,
-        "user_agent": "trialwatch/0.1 (+https://github.com/trialwatch/trialwatch)",
-        "enabled": True,
-        "max_retry_wait": 120.0,
-        "max_response_mb": 16.0,
-        "run_budget": 3600.0,
-    },
-}
+def source_defaults() -> dict[str, dict[str, Any]]:
+    """``[sources.<name>]`` keys and defaults, as each source declares them (:data:`SOURCES`)."""
+    return {name: dict(source.defaults) for name, source in SOURCES.items()}
+
 
 # key -> (accepted python types, description used in messages)
 _NUMBER = ((int, float), "a number")
@@ -112,6 +88,8 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "sources": _STR_LIST,
     "timeout": _NUMBER,
     "failures": _BOOL,
+    "batch_max_items": _POS_INT,
+    "batch_max_bytes": _POS_INT,
 }
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
@@ -206,12 +184,9 @@ class Config:
         return [name for name, src in self.sources.items() if src.enabled]
 
 
-DEFAULT_SCHEDULE = {
-    # ClinicalTrials.gov refreshes its data on weekday mornings (US Eastern).
-    "ctgov": "0 14 * * 1-5",
-    # The WHO portal is refreshed weekly.
-    "who": "0 4 * * 6",
-}
+def default_schedule() -> dict[str, str]:
+    """The daemon's default cron expression per source (each source knows its registry's rhythm)."""
+    return {name: source.schedule for name, source in SOURCES.items()}
 
 
 def _check_type(value: Any, spec: tuple[tuple[type, ...], str], key: str) -> Any:
@@ -253,10 +228,10 @@ def _check_table(table: Any, allowed: dict[str, Any] | set[str], key: str) -> di
     return table
 
 
-def _source(name: str, table: dict[str, Any]) -> SourceConfig:
+def _source(name: str, table: dict[str, Any], defaults: dict[str, Any]) -> SourceConfig:
     key = f"sources.{name}"
-    _check_table(table, set(SOURCE_DEFAULTS[name]), key)
-    values = dict(SOURCE_DEFAULTS[name])
+    _check_table(table, set(defaults), key)
+    values = dict(defaults)
     for k, v in table.items():
         values[k] = _check_type(v, SOURCE_KEYS[k], f"{key}.{k}")
     values["base_url"] = check_url(values["base_url"], f"{key}.base_url")
@@ -277,7 +252,7 @@ def _source(name: str, table: dict[str, Any]) -> SourceConfig:
     for k in ("page_size", "ids_per_request"):
         if k in values and not 1 <= values[k] <= 1000:
             raise ConfigError(f"{key}.{k}: must be between 1 and 1000", f"{key}.{k}")
-    values = {k: (float(v) if isinstance(SOURCE_DEFAULTS[name].get(k), float) else v) for k, v in values.items()}
+    values = {k: (float(v) if isinstance(defaults.get(k), float) else v) for k, v in values.items()}
     fields_known = SourceConfig.__dataclass_fields__
     return SourceConfig(name=name, **{k: v for k, v in values.items() if k in fields_known})
 
@@ -324,6 +299,21 @@ def _queries(items: Any) -> tuple[QueryWatch, ...]:
     return tuple(out)
 
 
+def _check_delivery_limits(values: dict[str, Any], key: str) -> None:
+    """``timeout``, ``batch_max_items`` and ``batch_max_bytes`` of an alert rule, in range."""
+    if "timeout" in values:
+        t = values["timeout"]
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 86400):
+            raise ConfigError(f"{key}.timeout: must be between 0 and 86400 seconds, got {t!r}", f"{key}.timeout")
+    if "batch_max_items" in values and values["batch_max_items"] < 1:
+        raise ConfigError(f"{key}.batch_max_items: must be 1 or more", f"{key}.batch_max_items")
+    if "batch_max_bytes" in values and values["batch_max_bytes"] < 1024:
+        raise ConfigError(
+            f"{key}.batch_max_bytes: must be at least 1024 bytes, got {values['batch_max_bytes']}",
+            f"{key}.batch_max_bytes",
+        )
+
+
 def _alerts(items: Any) -> tuple[AlertRule, ...]:
     out = []
     for i, key, values in _typed_tables(items, ALERT_KEYS, "alerts", "[[alerts]]"):
@@ -344,12 +334,13 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
         tags = tuple(values.pop("tags", []))
         sources = tuple(values.pop("sources", []))
         for s in sources:
-            if s not in SOURCE_DEFAULTS:
+            if s not in SOURCES:
                 raise ConfigError(f"{key}.sources: unknown source {s!r}", f"{key}.sources")
         failures = values.pop("failures", True)
         values.pop("channel")
         name = values.pop("name", f"{channel}{i}")
         validate_alert_options(channel, values, key)
+        _check_delivery_limits(values, key)
         out.append(
             AlertRule(
                 channel=channel,
@@ -387,8 +378,9 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
     if not database_path.is_absolute():
         database_path = base_dir / database_path
 
-    sources_table = _check_table(data.get("sources", {}), set(SOURCE_DEFAULTS), "sources")
-    sources = {name: _source(name, sources_table.get(name, {})) for name in SOURCE_DEFAULTS}
+    defaults = source_defaults()
+    sources_table = _check_table(data.get("sources", {}), set(defaults), "sources")
+    sources = {name: _source(name, sources_table.get(name, {}), defaults[name]) for name in defaults}
 
     watch = _check_table(data.get("watch", {}), {"trials", "tags", "queries"}, "watch")
     trials = _trial_list(watch.get("trials", []), "watch.trials")
@@ -397,11 +389,11 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
     tags = {name: _trial_list(ids, f"watch.tags.{name}") for name, ids in tags_table.items()}
     queries = _queries(watch.get("queries", []))
 
+    schedule = default_schedule()
     schedule_table = _check_table(
-        data.get("schedule", {}), {"ctgov", "who", "jitter", "failure_alert_after"}, "schedule"
+        data.get("schedule", {}), {*schedule, "jitter", "failure_alert_after"}, "schedule"
     )
-    schedule = dict(DEFAULT_SCHEDULE)
-    for name in ("ctgov", "who"):
+    for name in list(schedule):
         if name in schedule_table:
             schedule[name] = _check_type(schedule_table[name], _STR, f"schedule.{name}")
         validate_cron(schedule[name], f"schedule.{name}")

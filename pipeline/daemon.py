@@ -143,7 +143,7 @@ class Daemon:
         """Refresh one source and deliver; never raises (a failing source must not stop the other)."""
         from pipeline.deliver import deliver_pending, note_failures
         from pipeline.refresh import refresh
-        from pipeline.store import Store
+        from pipeline.store import open_store
 
         outcome = JobOutcome(source, ran=False)
         self._maybe_reload()
@@ -153,7 +153,8 @@ class Daemon:
             return outcome
         started = time.monotonic()
         try:
-            with Store(config.database_path) as store:
+            with open_store(config) as store:
+                store.check_identity()  # the file this daemon started on, not a new one
                 result = refresh(config, store, sources=[source], trigger="daemon", should_stop=self.should_stop)
                 outcome.ran, outcome.run_id = True, result.run_id
                 outcome.failed_trials = result.counts["failed"]
@@ -170,7 +171,7 @@ class Daemon:
                     log.info("%s: stopping: alerts not delivered now, they wait for the next run", source)
                     return outcome
                 note_failures(config, store)
-                outcomes = deliver_pending(config, store)
+                outcomes = deliver_pending(config, store, should_stop=self.should_stop)
                 outcome.delivery_failures = sum(1 for o in outcomes if not o.ok)
         except Exception as exc:  # logged, and the next run tries again
             outcome.error = f"{type(exc).__name__}: {exc}"

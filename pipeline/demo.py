@@ -15,7 +15,7 @@ from typing import Callable
 from pipeline.config import load_config
 from pipeline.refresh import refresh
 from pipeline.render_table import changes_table
-from pipeline.store import Store
+from pipeline.store import open_store
 
 DEMO_CONFIG = """\
 # trialwatch demo configuration: both sources point at the built-in simulator.
@@ -71,7 +71,7 @@ def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[st
             config_path = write_demo_config(folder, server.ctgov_url, server.who_url, trial_ids)
             config = load_config(config_path)
             echo(f"watching {len(trial_ids)} trials; config {config_path}")
-            with Store(config.database_path) as store:
+            with open_store(config) as store:
                 first = refresh(config, store, trigger="demo")
                 echo(f"refresh 1 (first sighting): {first.summary()}")
                 events = corpus.advance(days=1)

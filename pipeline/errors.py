@@ -14,6 +14,8 @@ The hierarchy says what to retry and what never to retry:
         ``BlockedPageError``     a 200 response whose content is an access-denied, bot-check or
                                  error page: not retried in this run, tried again next run.
         ``ResponseTooLarge``     the body passed the size cap.
+        ``RequestAbandoned``     not started or cut short by a stop request or the run budget:
+                                 the trial is deferred to the next run, not failed.
     ``ParseError``           a document we could not read (truncated JSON, HTML where JSON was
                              expected, a page that lost most of its fields at once).  Never
                              retried: the same bytes give the same failure.
@@ -83,3 +85,8 @@ class StoreError(TrialwatchError):
 
 class LockHeld(TrialwatchError):
     """Another process is refreshing this database."""
+
+
+class RequestAbandoned(FetchError):
+    """A request not started, or cut short, because the run was told to stop (SIGTERM) or
+    its ``run_budget`` ran out: not the registry's fault, so the trial is deferred, not failed."""

@@ -11,8 +11,17 @@ politeness and retry policy live here and nowhere else:
   run's deadline, stops retrying at once: the run ends that trial cleanly and the
   next run picks it up;
 * bodies are read in a stream and cut at ``max_response_bytes``
-  (:class:`ResponseTooLarge`), and a body that trickles in slower than the overall
-  deadline is abandoned;
+  (:class:`ResponseTooLarge`);
+* every request has a TOTAL deadline (connect, send, headers and body together:
+  ``timeout`` seconds, capped by what is left of the run's budget), enforced below
+  httpx by :class:`DeadlineBackend`: httpx's own timeouts are per socket operation,
+  so a server sending one byte a second never trips them.  Socket reads are waited
+  for in short slices, so a stop request (SIGTERM) ends a request within a fraction
+  of a second too.  A request cut by the stop or the budget raises
+  :class:`RequestAbandoned` (not the registry's fault: the trial is deferred); one
+  cut by its own ``timeout`` is a :class:`TransientFetchError` ("too slow");
+* no request starts once the run's budget is spent or a stop was requested (a
+  rate-limit wait ends early for the same reasons);
 * other 4xx are permanent :class:`FetchError`; a 404 is returned to the caller,
   for whom it means "missing".
 
@@ -21,18 +30,22 @@ Parsing never happens here, so a parse error can never be retried by accident.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import httpcore
 import httpx
 import tenacity
 
 from pipeline.config import SourceConfig
-from pipeline.errors import FetchError, ResponseTooLarge, TransientFetchError
+from pipeline.errors import FetchError, RequestAbandoned, ResponseTooLarge, TransientFetchError
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 403})
 
@@ -59,14 +72,14 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
 
-    def wait(self) -> None:
+    def wait(self, sleep: Callable[[float], None] | None = None) -> None:
         with self._lock:
             now = self._clock()
             slot = max(now, self._next)
             self._next = slot + self.interval
         delay = slot - now
         if delay > 0:
-            self._sleep(delay)
+            (sleep or self._sleep)(delay)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -86,13 +99,205 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - now)
 
 
+# -- total deadlines -----------------------------------------------------------------------
+
+#: How long one wait on a socket lasts before the deadline and the stop flag are checked again.
+SLICE = 0.25
+
+
+class Deadline:
+    """A wall-clock limit on one whole request or send, and the flag that stops it early.
+
+    ``at`` is a ``time.monotonic()`` value.  ``budget_at`` (optional) is the end of the
+    run's budget: the limit is whichever comes first.  After an operation was cut,
+    ``reason`` says why: ``"timeout"`` (the request's own limit), ``"budget"`` or
+    ``"stop"``.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        budget_at: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.budget_at = budget_at
+        self.should_stop = should_stop
+        self.reason: str | None = None
+
+    def remaining(self) -> float:
+        """Seconds left (<= 0 once cut; ``reason`` is then set)."""
+        if self.should_stop is not None and self.should_stop():
+            self.reason = "stop"
+            return 0.0
+        now = time.monotonic()
+        left = self.at - now
+        if self.budget_at is not None and self.budget_at - now < left:
+            left = self.budget_at - now
+            if left <= 0:
+                self.reason = "budget"
+                return 0.0
+        if left <= 0:
+            self.reason = "timeout"
+        return left
+
+    def describe(self) -> str:
+        if self.reason == "stop":
+            return "stopped (SIGTERM/SIGINT)"
+        if self.reason == "budget":
+            return "cut at the end of the run's budget"
+        return f"no complete answer within {self.seconds:g} s"
+
+
+_CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("trialwatch_deadline", default=None)
+
+
+@contextlib.contextmanager
+def total_deadline(deadline: Deadline) -> Iterator[Deadline]:
+    """Every socket operation of the clients built here, in this thread, obeys ``deadline``."""
+    token = _CURRENT.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CURRENT.reset(token)
+
+
+def _sliced(op: Callable[[float | None], Any], timeout: float | None, timeout_exc: type[Exception]) -> Any:
+    """Run a resumable socket operation in short slices until it succeeds, times out or is cut."""
+    deadline = _CURRENT.get()
+    if deadline is None:
+        return op(timeout)
+    op_end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = deadline.remaining()
+        if left <= 0:
+            raise timeout_exc(deadline.describe())
+        if op_end is not None:
+            op_left = op_end - time.monotonic()
+            if op_left <= 0:
+                raise timeout_exc("timed out")
+            left = min(left, op_left)
+        try:
+            return op(min(left, SLICE))
+        except timeout_exc:
+            continue  # a slice ran out: check the deadline, the stop flag, the operation's own timeout
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes obey the thread's :class:`Deadline`."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        # A recv that times out consumed nothing (TLS included): safe to try again.
+        return _sliced(lambda t: self._inner.read(max_bytes, t), timeout, httpcore.ReadTimeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        sock = self._inner.get_extra_info("socket")
+        if _CURRENT.get() is None or not isinstance(sock, socket.socket) or hasattr(self._inner, "ssl_obj"):
+            # no deadline, or TLS inside TLS (a proxy): one write, bounded by the smaller limit
+            deadline = _CURRENT.get()
+            if deadline is not None:
+                left = deadline.remaining()
+                if left <= 0:
+                    raise httpcore.WriteTimeout(deadline.describe())
+                timeout = left if timeout is None else min(timeout, left)
+            return self._inner.write(buffer, timeout)
+        view = memoryview(buffer)
+
+        def send(t: float | None) -> int:
+            try:
+                sock.settimeout(t)
+                return sock.send(view)
+            except socket.timeout:
+                raise httpcore.WriteTimeout("timed out") from None
+            except OSError as exc:
+                raise httpcore.WriteError(str(exc)) from None
+
+        while view:
+            # send() that times out sent nothing; a TLS retry repeats the same buffer, as required.
+            sent = _sliced(send, timeout, httpcore.WriteTimeout)
+            view = view[sent:]
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+        deadline = _CURRENT.get()
+        if deadline is not None:
+            left = deadline.remaining()
+            if left <= 0:
+                raise httpcore.ConnectTimeout(deadline.describe())
+            timeout = left if timeout is None else min(timeout, left)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with every socket operation under the thread's Deadline.
+
+    A connection attempt is bounded by the deadline too (one attempt, not sliced: a
+    stop request waits for at most the time left).
+    """
+
+    def __init__(self, inner: httpcore.NetworkBackend):
+        self._inner = inner
+
+    def _bounded(self, timeout: float | None) -> float | None:
+        deadline = _CURRENT.get()
+        if deadline is None:
+            return timeout
+        left = deadline.remaining()
+        if left <= 0:
+            raise httpcore.ConnectTimeout(deadline.describe())
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = self._inner.connect_tcp(host, port, self._bounded(timeout), local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self._inner.connect_unix_socket(path, self._bounded(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def install_deadlines(client: httpx.Client) -> httpx.Client:
+    """Put :class:`DeadlineBackend` under every transport of ``client`` (proxies from the
+    environment included); returns the client.
+
+    httpx has no public hook for the network backend, so this reaches into its
+    transports (``_transport``, ``_mounts``) and httpcore's pools (``_network_backend``,
+    read each time a connection is made).  tests/test_net_deadlines.py fails if an
+    upgrade moves them.
+    """
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, DeadlineBackend):
+            pool._network_backend = DeadlineBackend(backend)
+    return client
+
+
 def build_http_client(timeout: float = 30.0) -> httpx.Client:
-    """The shared httpx client (one per process; sources share its connection pool)."""
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        follow_redirects=True,
-        headers={"Accept-Encoding": "gzip, deflate"},
+    """The shared httpx client (one per process; sources share its connection pool).
+
+    Requests made under :func:`total_deadline` obey it (see :class:`DeadlineBackend`).
+    """
+    return install_deadlines(
+        httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            follow_redirects=True,
+            headers={"Accept-Encoding": "gzip, deflate"},
+        )
     )
 
 
@@ -159,13 +364,14 @@ class RegistryClient:
 
     def get(self, url: str, params: dict[str, Any] | None = None, *, trial_id: str | None = None) -> Response:
         """GET ``url``; returns 2xx and 404 responses, raises FetchError for the rest."""
+        self._check_may_start(url)  # nothing sent, nothing logged
         started = time.monotonic()
         attempts = 0
 
         def attempt() -> Response:
             nonlocal attempts
-            if attempts and self.should_stop is not None and self.should_stop():
-                raise FetchError(f"run stopped before retrying {url}", url=url)
+            if attempts:
+                self._check_may_start(url)
             attempts += 1
             return self._attempt(url, params)
 
@@ -187,6 +393,32 @@ class RegistryClient:
         self._log(full_url, response.status, attempts, started, None, trial_id)
         return response
 
+    def _stopping(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def _budget_spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _check_may_start(self, url: str) -> None:
+        """RequestAbandoned once a stop was requested or the run's budget is spent."""
+        if self._stopping():
+            raise RequestAbandoned(f"run stopped before requesting {url}", url=url)
+        if self._budget_spent():
+            raise RequestAbandoned(f"run budget spent before requesting {url}", url=url)
+
+    def _wait_for_slot(self, url: str) -> None:
+        """The rate limiter's wait, in slices: it ends early on a stop or at the budget's end."""
+        self.limiter.wait(sleep=self._sliced_sleep)
+        self._check_may_start(url)
+
+    def _sliced_sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not (self._stopping() or self._budget_spent()):
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._sleep(min(left, SLICE))
+
     def _log(self, url: str, status: int | None, attempts: int, started: float, error: str | None, trial_id: str | None) -> None:
         if self.on_request is not None:
             self.on_request(
@@ -202,11 +434,23 @@ class RegistryClient:
             )
 
     def _attempt(self, url: str, params: dict[str, Any] | None) -> Response:
-        self.limiter.wait()
+        self._wait_for_slot(url)
         with self._count_lock:
             self.requests += 1
+        deadline = Deadline(self.source.timeout, budget_at=self.deadline, should_stop=self.should_stop)
+        try:
+            with total_deadline(deadline):
+                return self._read(url, params, deadline)
+        except httpx.TimeoutException as exc:
+            if deadline.reason in ("stop", "budget"):
+                raise RequestAbandoned(f"{url}: {deadline.describe()}", url=url) from None
+            if deadline.reason == "timeout":
+                raise TransientFetchError(f"timeout fetching {url}: too slow, {deadline.describe()}", url=url) from None
+            raise TransientFetchError(f"timeout fetching {url}: {type(exc).__name__}", url=url) from None
+
+    def _read(self, url: str, params: dict[str, Any] | None, deadline: Deadline) -> Response:
+        """One GET under ``deadline``, its body read in a stream (see :meth:`_attempt`)."""
         cap = self.source.max_response_bytes
-        total_deadline = time.monotonic() + self.source.timeout * 3
         headers = {"User-Agent": self.source.user_agent}
         try:
             with self.http.stream(
@@ -238,19 +482,15 @@ class RegistryClient:
                         raise ResponseTooLarge(
                             f"response from {where} exceeds the {cap}-byte cap", url=where, status=status
                         )
-                    if time.monotonic() > total_deadline:
-                        raise TransientFetchError(
-                            f"response from {where} too slow (over {self.source.timeout * 3:.0f}s)",
-                            url=where,
-                            status=status,
-                        )
+                    if deadline.remaining() <= 0:  # also for an httpx client built elsewhere
+                        raise httpx.ReadTimeout(deadline.describe())
                     chunks.append(chunk)
                 return Response(
                     url=where, status=status, headers=response.headers, body=b"".join(chunks), attempts=1, elapsed_ms=0
                 )
-        except httpx.TimeoutException as exc:
-            raise TransientFetchError(f"timeout fetching {url}: {type(exc).__name__}", url=url) from None
         except httpx.TransportError as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                raise  # _attempt says which limit it was
             raise TransientFetchError(f"network error fetching {url}: {type(exc).__name__}: {exc}", url=url) from None
         except httpx.DecodingError as exc:
             raise TransientFetchError(f"undecodable response from {url}: {exc}", url=url) from None

@@ -16,7 +16,7 @@ What an import is not:
 * Not a source of changes for fields the file cannot carry.  The COVID-19 CSVs have
   no secondary outcomes, funding or ethics review, for example; such fields keep the
   stored values (from a page fetched before) instead of showing as removed.  See
-  :func:`pipeline.parse_ictrp_export.export_fields`.
+  :func:`pipeline.sources.who.export.export_fields`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeline.clock import utcnow
 from pipeline.diff import IDENTITY_FIELDS, content_hash
 from pipeline.errors import InvalidTrialId
-from pipeline.normalize import PARSER_VERSION
-from pipeline.parse_ictrp_export import ExportStats, detect_export_format, iter_export_rows
-from pipeline.clock import utcnow
+from pipeline.plan import Tally, plan_found
+from pipeline.run_record import recorded_run
+from pipeline.sources import who
+from pipeline.sources.who.export import ExportStats, detect_export_format, iter_export_rows
 from pipeline.store import Store
 from pipeline.trial_ids import normalize_trial_id
-from pipeline.plan import plan_found
 
-SOURCE = "who"
+SOURCE = who.SOURCE
 
 
 @dataclass
@@ -42,9 +44,17 @@ class ImportResult:
 
     run_id: int
     format: str
-    counts: Counter = field(default_factory=Counter)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
     stats: ExportStats = field(default_factory=ExportStats)
+
+    @property
+    def counts(self) -> Counter:
+        return self.tally.counts
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """(trial ID, error) of every row that could not be taken."""
+        return [(trial_id, error) for trial_id, _source, error in self.tally.failures]
 
     def summary(self) -> str:
         c = self.counts
@@ -81,52 +91,45 @@ def import_export(
 ) -> ImportResult:
     """Import an export's bytes; one transaction per trial, one ``runs`` row for the file."""
     fmt = detect_export_format(data)
-    run_id = store.start_run([SOURCE], trigger)
-    result = ImportResult(run_id=run_id, format=fmt)
-    counts = result.counts
-    parser_version = PARSER_VERSION[SOURCE]
-    seen: set[str] = set()
-    status = "failed"
-    try:
-        for record, raw, fields in iter_export_rows(data, fmt, stats=result.stats):
-            counts["rows"] += 1
-            try:
-                trial_id = normalize_trial_id(record["trial_id"])
-            except InvalidTrialId as exc:
-                counts["failed"] += 1
-                result.failures.append((str(record["trial_id"]), f"not a trial ID trialwatch knows: {exc}"))
-                continue
-            if trial_id in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(trial_id)
-            record["trial_id"] = trial_id
-            state = store.load_state(trial_id, SOURCE)
-            old = state.record if state is not None else None
-            record = carry_over(record, old, fields)
-            update = plan_found(
-                state,
-                record,
-                old_record=old,
-                raw=raw,
-                raw_format=fmt,
-                parser_version=parser_version,
-                now=utcnow(),
-                new_hash=content_hash(record),
-            )
-            if update.outcome == "unchanged":
-                update.raw = None
-            store.save_update(update, run_id)
-            counts[update.outcome] += 1
-            counts["fetched"] += update.outcome != "failed"
-            if update.outcome == "failed":
-                result.failures.append((trial_id, update.error or ""))
-            counts["changes"] += sum(1 for c in update.changes if c.get("kind") == "field")
-        status = "finished"
-    finally:
-        run_counts = {k: counts[k] for k in ("fetched", "new", "unchanged", "changed", "failed")}
-        store.finish_run(run_id, run_counts, status=status, note=note)
+    with recorded_run(store, [SOURCE.name], trigger, note=note) as run:
+        result = ImportResult(run_id=run.run_id, format=fmt)
+        run.counts = result.counts
+        _import_rows(store, data, result, run.run_id)
     return result
+
+
+def _import_rows(store: Store, data: bytes, result: ImportResult, run_id: int) -> None:
+    tally, counts = result.tally, result.counts
+    seen: set[str] = set()
+    for record, raw, fields in iter_export_rows(data, result.format, stats=result.stats):
+        counts["rows"] += 1
+        try:
+            trial_id = normalize_trial_id(record["trial_id"])
+        except InvalidTrialId as exc:
+            tally.fail(str(record["trial_id"]), SOURCE.name, f"not a trial ID trialwatch knows: {exc}")
+            continue
+        if trial_id in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(trial_id)
+        record["trial_id"] = trial_id
+        state = store.load_state(trial_id, SOURCE.name)
+        old = state.record if state is not None else None
+        record = carry_over(record, old, fields)
+        update = plan_found(
+            state,
+            record,
+            old_record=old,
+            raw=raw,
+            raw_format=result.format,
+            parser_version=SOURCE.parser_version,
+            now=utcnow(),
+            new_hash=content_hash(record),
+        )
+        if update.outcome == "unchanged":
+            update.raw = None
+        store.save_update(update, run_id)
+        tally.count(update)
 
 
 def import_export_file(store: Store, path: str | Path, **kwargs) -> ImportResult:

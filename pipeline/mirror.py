@@ -28,8 +28,9 @@ both keep query watches current:
   the run stopped) is not recorded as done: the next run repeats the window (or the
   first load), and what was already stored makes that cheap.
 
-Query-watched trials are ClinicalTrials.gov only; which trials each query holds is the
-``query_members`` table.  With ``backfill = true`` every member's history is loaded
+Query watches work on a source whose ``queries`` API is not None (today
+ClinicalTrials.gov: :data:`pipeline.sources.ctgov.QUERIES`); which trials each query
+holds is the ``query_members`` table.  With ``backfill = true`` every member's history is loaded
 once (:mod:`pipeline.backfill`), as far as the run budget allows per run.
 """
 
@@ -45,25 +46,21 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 
+from pipeline.backfill import backfill_trial
+from pipeline.clock import utcnow
 from pipeline.config import Config, QueryWatch
 from pipeline.errors import FetchError, ParseError
-from pipeline.http_client import RegistryClient
-from pipeline.normalize import PARSER_VERSION
-from pipeline.sources import Fetched, ctgov
-from pipeline.clock import utcnow
-from pipeline.plan import Update
+from pipeline.plan import Tally, Update, judge_vanished, plan_fetched, plan_missing
+from pipeline.sources import Fetched, Source
 from pipeline.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.refresh import RefreshResult
+    from pipeline.http_client import RegistryClient
 
 log = logging.getLogger(__name__)
 
-SOURCE = "ctgov"
 #: Days the incremental windows overlap (registry dates have no time of day).
 OVERLAP_DAYS = 2
-#: The only field a sweep asks for.
-SWEEP_FIELDS = "NCTId"
 #: Trials written per transaction outside query pages (sweep confirmations).
 BATCH = 500
 
@@ -112,11 +109,6 @@ def sweep_due(state: dict | None, full_sweep_days: int, now: datetime | None = N
     return now - last >= timedelta(days=full_sweep_days)
 
 
-def study_status(study: dict) -> str | None:
-    status = ((study.get("protocolSection") or {}).get("statusModule") or {}).get("overallStatus")
-    return status if isinstance(status, str) else None
-
-
 class QuerySync:
     """One query watch's sync within a run (state for one call of :meth:`run`)."""
 
@@ -125,8 +117,8 @@ class QuerySync:
         query: QueryWatch,
         store: Store,
         client: RegistryClient,
+        source: Source,
         run_id: int,
-        result: "RefreshResult",
         *,
         progress: ProgressFn | None,
         stop: Callable[[], bool],
@@ -135,20 +127,21 @@ class QuerySync:
         self.query = query
         self.store = store
         self.client = client
+        self.source = source
+        self.api = source.queries
         self.run_id = run_id
-        self.result = result
         self.progress = progress
         self.stop = stop
         self.flush_log = flush_log
-        self.counts: Counter = Counter()
-        self.parser_version = PARSER_VERSION[SOURCE]
+        self.tally = Tally()
+        self.counts: Counter = self.tally.counts
         self.label = f"query {query.name}"
         self.status_filter = frozenset(query.status)
         self._started: float | None = None
 
     # -- one run --------------------------------------------------------------------
 
-    def run(self, data_timestamp: str | None, *, full_sweep: bool = False) -> Counter:
+    def run(self, data_timestamp: str | None, *, full_sweep: bool = False) -> Tally:
         q, store = self.query, self.store
         key = query_key(q)
         state = store.query_watch(q.name)
@@ -157,7 +150,7 @@ class QuerySync:
         if not fresh and not sweep and data_timestamp and state.get("data_timestamp") == data_timestamp:
             self.counts["queries_skipped"] += 1
             log.info("query %s: registry data unchanged since %s, nothing to fetch", q.name, data_timestamp)
-            return self.counts
+            return self.tally
         sync_date = (data_timestamp or utcnow())[:10]
         members = store.query_members(q.name, "member")
         now = utcnow()
@@ -169,9 +162,9 @@ class QuerySync:
                 last_sync=now, last_full_sweep=now,
             )
             self.counts["queries_loaded"] += 1
-            return self.counts
-        params = {k: v for k, v in q.params().items() if k != "filter.overallStatus"}
-        self._load(ctgov.incremental_params(params, window_start(state["sync_date"])), members, incremental=True)
+            return self.tally
+        params = {k: v for k, v in q.params().items() if k != self.api.status_param}
+        self._load(self.api.incremental_params(params, window_start(state["sync_date"])), members, incremental=True)
         values = dict(sync_date=sync_date, data_timestamp=data_timestamp, last_sync=now)
         if sweep:
             self._sweep()
@@ -179,17 +172,17 @@ class QuerySync:
             self.counts["queries_swept"] += 1
         store.save_query_watch(q.name, key, **values)
         self.counts["queries_synced"] += 1
-        return self.counts
+        return self.tally
 
     # -- loading pages ------------------------------------------------------------
 
     def _check_budget(self) -> None:
         if self.stop():
-            self.result.interrupted = True
+            self.tally.interrupted = True
             raise SyncIncomplete("stopped")
         deadline = self.client.deadline
         if deadline is not None and time.monotonic() > deadline:
-            raise SyncIncomplete("run budget spent (sources.ctgov.run_budget)")
+            raise SyncIncomplete(f"run budget spent (sources.{self.source.name}.run_budget)")
 
     def _load(self, params: dict[str, str], members: set[str], *, incremental: bool) -> set[str]:
         """Process every study of a search, page by page; returns the IDs seen."""
@@ -200,7 +193,7 @@ class QuerySync:
         seen: set[str] = set()
         done = 0
         total = 0
-        for page in ctgov.fetch_query_pages(self.client, params):
+        for page in self.api.fetch_pages(self.client, params):
             if page.total is not None:
                 total = page.total
             self.counts["bytes"] += page.nbytes
@@ -208,16 +201,15 @@ class QuerySync:
             left: list[str] = []
             items: list[tuple[str, dict]] = []
             for study in page.studies:
-                ids = ctgov.study_nct_ids(study)
+                ids = self.api.study_ids(study)
                 if not ids:
-                    self.counts["failed"] += 1
-                    self.result.failures.append((f"query {self.query.name}", SOURCE, "a study without an NCT ID"))
+                    self.tally.fail(f"query {self.query.name}", self.source.name, "a study without an NCT ID")
                     continue
                 nct = ids[0]
                 if nct in seen:
                     continue
                 seen.add(nct)
-                if incremental and self.status_filter and study_status(study) not in self.status_filter:
+                if incremental and self.status_filter and self.api.study_status(study) not in self.status_filter:
                     if nct in members:
                         left.append(nct)  # stopped matching: record its change, mark it left
                         items.append((nct, study))
@@ -251,25 +243,18 @@ class QuerySync:
         log.info("query %s: %d/%d studies (%.0f/s, ETA %.0fs)", self.query.name, done, total, rate, eta)
 
     def _save_studies(self, items: list[tuple[str, dict]], members: list[str]) -> None:
-        from pipeline.refresh import plan_fetched
-
-        states = self.store.load_states(SOURCE, [nct for nct, _ in items])
+        name = self.source.name
+        states = self.store.load_states(name, [nct for nct, _ in items])
         updates = []
         for nct, study in items:
-            fetched = Fetched(nct, SOURCE, "found", payload=study, raw_format="json")
-            updates.append(plan_fetched(self.store, states.get(nct), fetched, self.parser_version))
+            fetched = Fetched(nct, name, "found", payload=study, raw_format="json")
+            updates.append(plan_fetched(self.store.load_snapshot, states.get(nct), fetched, self.source))
         self._count(updates)
         self.store.save_updates_batch(updates, self.run_id, query=self.query.name, members=members)
 
     def _count(self, updates: Iterable[Update]) -> None:
-        counts = self.counts
         for update in updates:
-            counts[update.outcome] += 1
-            if update.outcome == "failed":
-                self.result.failures.append((update.trial_id, SOURCE, update.error or ""))
-            elif update.outcome != "missing":
-                counts["fetched"] += 1
-            counts["changes"] += sum(1 for c in update.changes if c.get("kind") == "field")
+            self.tally.count(update)
 
     # -- sweeps -------------------------------------------------------------------------
 
@@ -281,10 +266,10 @@ class QuerySync:
     def _sweep_pages(self) -> None:
         listed: set[str] = set()
         done = 0
-        for page in ctgov.fetch_query_pages(self.client, self.query.params(), fields=SWEEP_FIELDS):
+        for page in self.api.fetch_pages(self.client, self.query.params(), fields=self.api.sweep_fields):
             self.counts["bytes"] += page.nbytes
             for study in page.studies:
-                ids = ctgov.study_nct_ids(study)
+                ids = self.api.study_ids(study)
                 if ids:
                     listed.add(ids[0])
             done += len(page.studies)
@@ -300,33 +285,30 @@ class QuerySync:
         A gone member the registry does not return is missing (one change); one it
         returns exists but no longer matches the query (``left``).  ``answered`` is how
         many present members the registry answered for (listed or confirmed): the
-        refresh's mass-disappearance guard (:func:`pipeline.refresh.judge_vanished`)
+        refresh's mass-disappearance guard (:func:`pipeline.plan.judge_vanished`)
         turns a wholesale vanishing into failures, believed only after several runs.
         """
         ids = sorted(gone | unknown)
         if not ids:
             return
-        from pipeline.refresh import judge_vanished, plan_fetched
-        from pipeline.plan import plan_missing
-
-        states = self.store.load_states(SOURCE, ids)
+        name = self.source.name
+        states = self.store.load_states(name, ids)
         pending: list[Update] = []
         vanished: list[Update] = []
         marks: dict[str, list[str]] = {"member": [], "left": [], "missing": []}
-        for fetched in ctgov.fetch_by_ids(self.client, ids):
+        for fetched in self.api.fetch_by_ids(self.client, ids):
             nct = fetched.trial_id
             if fetched.status == "failed":
-                self.counts["failed"] += 1
-                self.result.failures.append((nct, SOURCE, fetched.error or "fetch failed"))
+                self.tally.fail(nct, name, fetched.error or "fetch failed")
                 continue
             if fetched.status == "missing":
-                update = plan_missing(states.get(nct), nct, SOURCE, utcnow())
+                update = plan_missing(states.get(nct), nct, name, utcnow())
                 if update.changes:  # present -> missing: held for the guard
                     vanished.append(update)
                     continue
                 marks["missing"].append(nct)
             else:
-                update = plan_fetched(self.store, states.get(nct), fetched, self.parser_version)
+                update = plan_fetched(self.store.load_snapshot, states.get(nct), fetched, self.source)
                 marks["left" if nct in gone else "member"].append(nct)
             pending.append(update)
             if len(pending) >= BATCH:
@@ -349,77 +331,77 @@ def refresh_queries(
     config: Config,
     store: Store,
     client: RegistryClient,
+    source: Source,
     run_id: int,
-    result: "RefreshResult",
     *,
     progress: ProgressFn | None = None,
     stop: Callable[[], bool] = lambda: False,
     flush_log: Callable[[], None] = lambda: None,
     full_sweep: bool = False,
     queries: Iterable[QueryWatch] | None = None,
-) -> Counter:
-    """Bring every query watch up to date; returns the counts of the run's outcomes.
+) -> Tally:
+    """Bring every query watch up to date on ``source``; returns what the syncs came to.
 
-    A query that fails is a failure in the result (and the next run repeats its
+    A query that fails is a failure in the tally (and the next run repeats its
     window); it never stops the other queries.
     """
-    counts: Counter = Counter()
+    tally = Tally()
     chosen = list(config.queries if queries is None else queries)
     if not chosen:
-        return counts
+        return tally
     try:
-        data_timestamp = ctgov.fetch_data_timestamp(client)
+        data_timestamp = source.queries.fetch_data_timestamp(client)
     except (FetchError, ParseError) as exc:
-        log.warning("ClinicalTrials.gov /version unavailable (%s): syncing without the unchanged check", exc)
+        log.warning("%s /version unavailable (%s): syncing without the unchanged check", source.label, exc)
         data_timestamp = None
     if data_timestamp:
-        store.set_meta("ctgov.data_timestamp", data_timestamp)
+        store.set_meta(f"{source.name}.data_timestamp", data_timestamp)
     for query in chosen:
         if stop():
-            result.interrupted = True
+            tally.interrupted = True
             break
-        sync = QuerySync(query, store, client, run_id, result, progress=progress, stop=stop, flush_log=flush_log)
+        sync = QuerySync(query, store, client, source, run_id, progress=progress, stop=stop, flush_log=flush_log)
         try:
             sync.run(data_timestamp, full_sweep=full_sweep)
         except SyncIncomplete as exc:
             sync.counts["queries_incomplete"] += 1
             log.warning("query %s: sync incomplete (%s); the next run repeats it", query.name, exc)
         except (FetchError, ParseError) as exc:
-            sync.counts["failed"] += 1
             sync.counts["queries_failed"] += 1
-            result.failures.append((f"query {query.name}", SOURCE, f"{type(exc).__name__}: {exc}"))
-        counts.update(sync.counts)
+            sync.tally.fail(f"query {query.name}", source.name, f"{type(exc).__name__}: {exc}")
+        tally.add(sync.tally)
     for query in chosen:
         if query.backfill and not stop():
-            counts.update(backfill_members(store, client, query, run_id, result, stop=stop, progress=progress))
-    return counts
+            tally.add(backfill_members(store, client, source, query, run_id, stop=stop, progress=progress))
+    return tally
 
 
 def backfill_members(
     store: Store,
     client: RegistryClient,
+    source: Source,
     query: QueryWatch,
     run_id: int,
-    result: "RefreshResult",
     *,
     stop: Callable[[], bool],
     progress: ProgressFn | None = None,
-) -> Counter:
+) -> Tally:
     """Backfill the history of the query's members not backfilled yet, within the run budget."""
-    from pipeline.backfill import backfill_trial
-
-    counts: Counter = Counter()
-    todo = sorted(store.query_members(query.name, "member") - store.backfilled_trials(SOURCE))
+    tally = Tally()
+    counts = tally.counts
+    if source.history is None:
+        return tally
+    todo = sorted(store.query_members(query.name, "member") - store.backfilled_trials(source.name))
     for i, trial_id in enumerate(todo, 1):
         if stop() or (client.deadline is not None and time.monotonic() > client.deadline):
             counts["backfill_deferred"] += len(todo) - i + 1
             break
-        outcome = backfill_trial(store, client, trial_id, run_id)
+        outcome = backfill_trial(store, client, source, trial_id, run_id)
         counts["backfilled"] += outcome.error is None
         counts["backfill_versions"] += outcome.stored
         if outcome.error:
             counts["backfill_failed"] += 1
-            result.failures.append((trial_id, SOURCE, f"backfill: {outcome.error}"))
+            tally.failures.append((trial_id, source.name, f"backfill: {outcome.error}"))
         if progress:
             progress(f"backfill {query.name}", i, len(todo))
-    return counts
+    return tally

@@ -9,11 +9,28 @@ most of its fields) is tested on data.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from pipeline.clock import utcnow
 from pipeline.diff import content_hash, diff_records, looks_like_parse_failure, missing_change, reappeared_change
+from pipeline.errors import BlockedPageError, ParseError
 from pipeline.record import Record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.sources.base import Fetched, Source
+
+#: What a source said about one trial this run.
+FetchStatus = Literal["found", "missing", "failed"]
+#: What one trial's refresh came to.
+Outcome = Literal["new", "changed", "unchanged", "missing", "failed", "reappeared"]
+#: A trial's state in the store.
+TrialStateName = Literal["present", "missing", "pending"]
+#: The kind of a recorded change.
+ChangeKind = Literal["field", "detail", "missing", "reappeared"]
+#: Reads a stored snapshot by id (``with_raw`` also loads its raw payload): ``Store.load_snapshot``.
+SnapshotReader = Callable[..., "dict[str, Any] | None"]
 
 @dataclass
 class TrialState:
@@ -21,7 +38,7 @@ class TrialState:
 
     trial_id: str
     source: str
-    state: str
+    state: TrialStateName
     snapshot_id: int | None
     content_hash: str | None
     fail_streak: int
@@ -38,7 +55,7 @@ class Update:
 
     trial_id: str
     source: str
-    outcome: str                      # new | changed | unchanged | missing | failed | reappeared
+    outcome: Outcome
     record: dict[str, Any] | None = None
     content_hash: str | None = None
     raw: bytes | None = None
@@ -115,3 +132,119 @@ def plan_found(
         changes = [reappeared_change(), *changes]
     outcome = "reappeared" if was_missing else ("changed" if changes else "unchanged")
     return Update(outcome=outcome, new_snapshot=True, changes=changes, **base)
+
+
+#: The mass-disappearance guard: when at least MASS_MISSING_MIN trials, and at least
+#: MASS_MISSING_SHARE of the present trials the registry answered for, vanish in one
+#: run, the registry is more likely broken (a portal serving its not-found template for
+#: everything, a search index that lost records) than the trials deleted.  Those
+#: trials fail for the run instead of each getting a "missing" change; only when the
+#: same trials keep vanishing for MASS_MISSING_CONFIRM runs in a row is it believed.
+MASS_MISSING_MIN = 5
+MASS_MISSING_SHARE = 0.5
+MASS_MISSING_CONFIRM = 3
+
+
+def judge_vanished(vanished: list[Update], answered_present: int, states: dict[str, TrialState]) -> list[Update]:
+    """The present -> missing updates of one source's run, after the mass-disappearance guard (pure)."""
+    if len(vanished) < MASS_MISSING_MIN or len(vanished) < MASS_MISSING_SHARE * answered_present:
+        return vanished
+    out = []
+    for u in vanished:
+        prior = states.get(u.trial_id)
+        if prior is not None and prior.fail_streak >= MASS_MISSING_CONFIRM - 1:
+            out.append(u)  # gone for several runs in a row: believe it
+            continue
+        out.append(
+            plan_failed(
+                u.trial_id,
+                u.source,
+                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
+                f"{answered_present} present trials it answered for in this run: suspected registry "
+                f"fault, not recorded as deletions (believed after {MASS_MISSING_CONFIRM} runs in a row)",
+                u.detected_at or utcnow(),
+            )
+        )
+    return out
+
+
+def plan_fetched(
+    load_snapshot: SnapshotReader, state: TrialState | None, fetched: Fetched, source: Source
+) -> Update:
+    """Normalize one fetched item with its source's parser and plan its update.
+
+    ``load_snapshot(snapshot_id, with_raw=...)`` reads a stored snapshot (only read,
+    and only when the content changed).
+    """
+    now = utcnow()
+    trial_id = fetched.trial_id
+    if fetched.status == "failed":
+        return plan_failed(trial_id, source.name, fetched.error or "fetch failed", now)
+    if fetched.status == "missing":
+        return plan_missing(state, trial_id, source.name, now)
+    try:
+        record = source.normalize(trial_id, fetched.payload)
+        if record is not None:
+            record["trial_id"] = trial_id
+            new_hash = content_hash(record)  # also proves the record serializes for the store
+    except (ParseError, BlockedPageError) as exc:
+        return plan_failed(trial_id, source.name, f"{type(exc).__name__}: {exc}", now)
+    except Exception as exc:  # a parser bug must cost one trial, not the run
+        return plan_failed(trial_id, source.name, f"internal parser error: {type(exc).__name__}: {exc}", now)
+    if record is None:
+        return plan_missing(state, trial_id, source.name, now)
+    parser_version = source.parser_version
+    old_record = None
+    if state is not None and state.snapshot_id is not None and new_hash != state.content_hash:
+        stored = load_snapshot(state.snapshot_id, with_raw=False)  # the raw only if needed below
+        if stored is not None:
+            old_record = stored["record"]
+            if stored.get("parser_version") != parser_version:
+                stored = load_snapshot(state.snapshot_id) or stored
+                reread = source.reparse(trial_id, stored.get("raw"), stored.get("raw_format"))
+                if reread is not None:
+                    reread["trial_id"] = trial_id
+                    old_record = reread
+    needs_raw = state is None or state.snapshot_id is None or new_hash != state.content_hash
+    return plan_found(
+        state,
+        record,
+        old_record=old_record,
+        raw=source.raw_bytes(fetched.payload) if needs_raw else None,
+        raw_format=fetched.raw_format,
+        parser_version=parser_version,
+        now=now,
+        new_hash=new_hash,
+    )
+
+
+@dataclass
+class Tally:
+    """What a piece of work came to: counts per outcome and the failures (trial, source, error).
+
+    The one place that says what counts as "fetched": every answer but a failure or
+    a missing trial.  refresh, the query watches and the ICTRP import all count with it.
+    """
+
+    counts: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, update: Update) -> None:
+        counts = self.counts
+        counts[update.outcome] += 1
+        if update.outcome == "failed":
+            self.failures.append((update.trial_id, update.source, update.error or ""))
+        elif update.outcome != "missing":
+            counts["fetched"] += 1
+        counts["changes"] += sum(1 for c in update.changes if c.get("kind") == "field")
+
+    def fail(self, what: str, source: str, error: str) -> None:
+        """A failure that is not one trial's update (a query, a study without an ID)."""
+        self.counts["failed"] += 1
+        self.failures.append((what, source, error))
+
+    def add(self, other: Tally) -> None:
+        self.counts.update(other.counts)
+        self.failures.extend(other.failures)
+        self.interrupted = self.interrupted or other.interrupted

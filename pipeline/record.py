@@ -26,8 +26,6 @@ from typing import Any
 
 Record = dict[str, Any]
 
-SOURCES = ("ctgov", "who")
-
 #: Keys every normalized record has, whatever the source.
 COMMON_FIELDS: tuple[str, ...] = (
     "trial_id",

@@ -25,8 +25,13 @@ ELLIPSIS = "…"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters shown as ``\\xNN`` (safe to print to a terminal)."""
+def escape_controls(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` (safe to print to a terminal).
+
+    For tables and messages a person reads on a terminal, where the escape shows what
+    the registry sent.  Reports use :func:`pipeline.report.model.printable` instead,
+    which replaces controls with U+FFFD (no backslashes in HTML, feeds and CSV).
+    """
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
@@ -89,11 +94,11 @@ Cell = "str | Styled"
 
 
 def _text(cell: Any) -> str:
-    return cell.text if isinstance(cell, Styled) else printable(str(cell))
+    return cell.text if isinstance(cell, Styled) else escape_controls(str(cell))
 
 
 def _render(cell: Any, style: Style) -> str:
-    return cell.render(style) if isinstance(cell, Styled) else printable(str(cell))
+    return cell.render(style) if isinstance(cell, Styled) else escape_controls(str(cell))
 
 
 # -- values ---------------------------------------------------------------------------------
@@ -109,7 +114,7 @@ def one_line(value: Any) -> str:
         text = "; ".join(" ".join(v.split()) for v in value)
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return printable(text)
+    return escape_controls(text)
 
 
 def short(value: Any, width: int | None = WIDTH) -> str:
@@ -248,7 +253,7 @@ def changes_table(changes: list[dict[str, Any]], *, width: int | None = 120, sty
         return "no changes"
     headers = ["detected_at", "trial", "source", "significance", "field", "change"]
     fixed = [
-        [c["detected_at"], c["trial_id"], c["source"], c["significance"], printable(c["field"])] for c in changes
+        [c["detected_at"], c["trial_id"], c["source"], c["significance"], escape_controls(c["field"])] for c in changes
     ]
     widths = [max([len(h)] + [len(r[i]) for r in fixed]) for i, h in enumerate(headers[:-1])]
     if width is not None and width - sum(widths) - 2 * len(widths) < MIN_FLEX:
@@ -276,11 +281,11 @@ def record_lines(record: dict[str, Any], *, width: int | None = 120, style: Styl
     room = None if width is None else max(width - key_width - 2, MIN_FLEX)
     if room is None:
         return "\n".join(
-            f"{style.paint(printable(k).ljust(key_width), 'head')}  {_whole(v, key_width + 2)}"
+            f"{style.paint(escape_controls(k).ljust(key_width), 'head')}  {_whole(v, key_width + 2)}"
             for k, v in record.items()
         )
     return "\n".join(
-        f"{style.paint(printable(k).ljust(key_width), 'head')}  {short(v, room)}" for k, v in record.items()
+        f"{style.paint(escape_controls(k).ljust(key_width), 'head')}  {short(v, room)}" for k, v in record.items()
     )
 
 
@@ -292,4 +297,4 @@ def _whole(value: Any, indent: int) -> str:
         items = value
     else:
         return one_line(value)
-    return ("\n" + " " * indent).join(printable(line) for v in items for line in (v.splitlines() or [""]))
+    return ("\n" + " " * indent).join(escape_controls(line) for v in items for line in (v.splitlines() or [""]))

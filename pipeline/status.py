@@ -16,7 +16,7 @@ from pipeline.config import Config
 from pipeline.daemon import next_runs
 from pipeline.render_table import short, table
 from pipeline.report.model import printable
-from pipeline.store import Store
+from pipeline.store import Store, open_store
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -45,7 +45,7 @@ def load_status(config: Config, now: datetime) -> dict[str, Any]:
     failing: list[dict[str, Any]] = []
     channels: list[dict[str, Any]] = []
     if config.database_path.exists():
-        with Store(config.database_path) as store:
+        with open_store(config) as store:
             daemon = json.loads(store.get_meta("daemon") or "null")
             if daemon and pid_alive(daemon.get("pid")):
                 doc["daemon"] = {"running": True, **daemon}

@@ -79,7 +79,3 @@ def is_nct(trial_id: str) -> bool:
     """True for a ClinicalTrials.gov ID (watched on both registries)."""
     return registry_of(trial_id) == "ClinicalTrials.gov"
 
-
-def sources_for(trial_id: str) -> tuple[str, ...]:
-    """Which sources watch ``trial_id``: NCT IDs on both, others on the WHO portal."""
-    return ("ctgov", "who") if is_nct(trial_id) else ("who",)

@@ -74,7 +74,9 @@ def test_webhook_gets_one_post_per_run_with_the_changes_json_keys(tmp_path, stor
         from pipeline.codec import change_json
 
         stored = store.changes()
-        assert body["changes"] == [change_json(c) for c in stored[-2:]]
+        # the keys of `changes --json`, plus each change's stable id
+        assert body["changes"] == [{"id": f"change-{c['id']}", **change_json(c)} for c in stored[-2:]]
+        assert req["headers"]["Idempotency-Key"] == body["idempotency_key"]
         assert body["alert"] == "hook" and "2 changes in 2 trials" in body["summary"]
         # nothing new: nothing sent
         assert deliver_pending(config, store)[0].sent is False
@@ -203,8 +205,8 @@ def test_failing_trial_raises_one_alert_and_one_recovery(tmp_path, store):
             deliver_pending(config, store)
         (alert,) = hook.requests
         assert alert["body"]["changes"] == []
-        assert alert["body"]["failures"][0] | {"detected_at": None} == {
-            "trial_id": "NCT01000001", "source": "ctgov", "kind": "failing", "streak": 3,
+        assert alert["body"]["failures"][0] | {"detected_at": None, "id": None} == {
+            "id": None, "trial_id": "NCT01000001", "source": "ctgov", "kind": "failing", "streak": 3,
             "error": "HTTP 503 Service Unavailable", "detected_at": None,
         }
         save(store, store.load_state("NCT01000001", "ctgov").record, record("NCT01000001"))  # fetched again

@@ -435,7 +435,7 @@ def test_a_few_trials_not_found_are_missing_at_once(world):
 
 
 def test_judge_vanished_thresholds():
-    from pipeline.refresh import judge_vanished
+    from pipeline.plan import judge_vanished
     from pipeline.plan import TrialState, Update
 
     def vanished(n):
@@ -490,6 +490,6 @@ def test_a_who_page_of_another_trial_is_an_error_not_a_rewrite(world):
     ("NCT04252119", "NCT04252118", False), ("NTR1234", "NTR123", False), ("ChiCTR2100045397", "NCT04252118", False),
 ])
 def test_same_trial(shown, requested, same):
-    from pipeline.normalize import same_trial
+    from pipeline.sources.who import same_trial
 
     assert same_trial(shown, requested) is same

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pipeline.cli import cli
 from pipeline.diff import content_hash
 from pipeline.import_ictrp import carry_over, import_export_file
-from pipeline.parse_ictrp_export import detect_export_format, export_fields, iter_export_rows, parse_export_csv
+from pipeline.sources.who.export import detect_export_format, export_fields, iter_export_rows, parse_export_csv
 from pipeline.record import empty_record
 from pipeline.plan import Update
 from pipeline.store import Store

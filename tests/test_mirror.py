@@ -16,10 +16,13 @@ from pipeline.config import parse_config
 from pipeline.diff import diff_records
 from pipeline.http_client import RegistryClient
 from pipeline.mirror import window_start
+from pipeline.sources import SOURCES
 from pipeline.refresh import refresh
 from pipeline.simulator.corpus import Corpus
 from pipeline.simulator.server import SimulatorServer
 from pipeline.store import Store
+
+CTGOV = SOURCES["ctgov"]
 
 ALL = ["RECRUITING", "NOT_YET_RECRUITING", "ACTIVE_NOT_RECRUITING", "COMPLETED", "TERMINATED", "WITHDRAWN",
        "SUSPENDED", "ENROLLING_BY_INVITATION", "UNKNOWN"]
@@ -201,7 +204,7 @@ def test_backfill_versions_dates_flags_idempotence(tmp_path, sim):
     store = Store(config.database_path)
     with httpx.Client() as http:
         client = RegistryClient(config.sources["ctgov"], http)
-        outcome = backfill_trial(store, client, trial)
+        outcome = backfill_trial(store, client, CTGOV, trial)
         assert outcome.error is None and outcome.versions == len(versions) == outcome.stored
         assert outcome.adopted  # never fetched live: the newest version becomes current
         snaps = [s for s in store.snapshots_of(trial) if s["backfilled"]]
@@ -219,7 +222,7 @@ def test_backfill_versions_dates_flags_idempotence(tmp_path, sim):
 
         # Twice adds nothing (and fetches only the index).
         requests_before = client.requests
-        again = backfill_trial(store, client, trial)
+        again = backfill_trial(store, client, CTGOV, trial)
         assert again.stored == 0 and client.requests == requests_before + 1
         assert len(store.snapshots_of(trial)) == len(snaps) and len(store.changes(trial_id=trial)) == len(changes)
 
@@ -239,7 +242,7 @@ def test_backfill_keeps_the_live_snapshot_current(tmp_path, sim):
     with httpx.Client() as http:
         client = RegistryClient(config.sources["ctgov"], http)
         for t in trials:
-            outcome = backfill_trial(store, client, t)
+            outcome = backfill_trial(store, client, CTGOV, t)
             assert outcome.error is None and not outcome.adopted
     for t in trials:
         state = store.load_state(t, "ctgov")

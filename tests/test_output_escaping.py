@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.render_table import printable, short
+from pipeline.render_table import escape_controls, short
 from pipeline.simulator import Corpus, SimulatorServer
 from pipeline.simulator.faults import SCRIPT_TITLE
 
@@ -101,8 +101,8 @@ def test_script_and_sql_text_is_plain_text_in_the_terminal(hostile_db):
     [("a\x1b[31mb", "a\\x1b[31mb"), ("bell\x07", "bell\\x07"), ("nul\x00", "nul\\x00"), ("csi\x9b2J", "csi\\x9b2J"),
      ("del\x7f", "del\\x7f"), ("caf\u00e9 \u4e2d\u6587", "caf\u00e9 \u4e2d\u6587")],
 )
-def test_printable(text, expected):
-    assert printable(text) == expected
+def test_escape_controls(text, expected):
+    assert escape_controls(text) == expected
     assert short(text, 200) == expected
 
 

@@ -1,4 +1,4 @@
-"""pipeline.parse_ctgov against recorded ClinicalTrials.gov API v2 responses.
+"""pipeline.sources.ctgov.parse against recorded ClinicalTrials.gov API v2 responses.
 
 Expected values in the tables below were read off the fixture JSON by hand (not computed by
 the code under test).  Every file in fixtures/ctgov/v2/*.json must have a row.
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ParseError
-from pipeline.parse_ctgov import (
+from pipeline.sources.ctgov.parse import (
     html_to_text,
     normalize_study,
     parse_history_index,

@@ -1,4 +1,4 @@
-"""pipeline.parse_ictrp_export: WHO ICTRP XML and CSV exports, on the real recorded files."""
+"""pipeline.sources.who.export: WHO ICTRP XML and CSV exports, on the real recorded files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ParseError
-from pipeline.parse_ictrp_export import ExportStats, parse_export_csv, parse_export_xml
-from pipeline.parse_who import parse_date, parse_trial_page
+from pipeline.sources.who.export import ExportStats, parse_export_csv, parse_export_xml
+from pipeline.sources.who.page import parse_date, parse_trial_page
 from pipeline.record import COMMON_FIELDS, STATUS_VOCABULARY, WHO_EXTRA_FIELDS
 
 XML_2020 = "ICTRP-Results_18Mar2020.xml"
@@ -315,7 +315,7 @@ def test_xml_rows_without_trial_id_are_skipped_and_counted(caplog) -> None:
         b"</Trials_downloaded_from_ICTRP>"
     )
     stats = ExportStats()
-    with caplog.at_level(logging.WARNING, logger="pipeline.parse_ictrp_export"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.who.export"):
         records = list(parse_export_xml(body, stats=stats))
     assert [r["trial_id"] for r in records] == ["NCT04252118", "ISRCTN12345678"]
     assert records[1]["recruitment_status"] == "completed"

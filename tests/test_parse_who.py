@@ -1,4 +1,4 @@
-"""pipeline.parse_who: the WHO ICTRP Trial2.aspx page parser, on the real recorded pages."""
+"""pipeline.sources.who.page: the WHO ICTRP Trial2.aspx page parser, on the real recorded pages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import BlockedPageError, ParseError
-from pipeline.parse_who import (
+from pipeline.sources.who.page import (
     STATUS_MAP,
     clean_multiline,
     map_recruitment_status,
@@ -667,7 +667,7 @@ def test_absurd_nesting_does_not_exhaust_recursion(page: str) -> None:
 
 def test_absurd_target_size_is_not_a_number():
     """An int past 64 bits crashed the content hash (orjson) and with it the whole run."""
-    from pipeline.parse_who import parse_target_size
+    from pipeline.sources.who.page import parse_target_size
 
     assert parse_target_size("1,000,000,000,000,000,000,000") is None
     assert parse_target_size("999,999,999,999,999") == 999_999_999_999_999

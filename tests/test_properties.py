@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from pipeline.diff import apply_changes, content_hash, diff_records, records_equivalent
 from pipeline.errors import BlockedPageError, ParseError
-from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_studies_page, parse_study
-from pipeline.parse_who import parse_target_size, parse_trial_page
+from pipeline.sources.ctgov.parse import normalize_study, parse_history_version, parse_studies_page, parse_study
+from pipeline.sources.who.page import parse_target_size, parse_trial_page
 from pipeline.record import COMMON_FIELDS
 from pipeline.codec import dumps, loads
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.config import DEFAULT_SCHEDULE, parse_config
+from pipeline.config import default_schedule, parse_config
 from pipeline.cron import cron_trigger, next_fire_times
 from pipeline.daemon import next_runs
 from pipeline.errors import ConfigError
@@ -48,7 +48,7 @@ def test_six_fields_put_seconds_first():
 
 def test_the_shipped_defaults():
     config = parse_config({})
-    assert config.schedule == DEFAULT_SCHEDULE
+    assert config.schedule == default_schedule()
     runs = next_runs(config, FRIDAY)
     assert runs["ctgov"] == datetime(2026, 11, 27, 14, 0, tzinfo=UTC)  # Friday, later today
     saturday = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)

@@ -433,8 +433,8 @@ def test_who_text_is_escaped():
 
 
 def test_project_parsers_read_the_simulator(server, client):
-    parse_ctgov = pytest.importorskip("pipeline.parse_ctgov")
-    parse_who = pytest.importorskip("pipeline.parse_who")
+    parse_ctgov = pytest.importorskip("pipeline.sources.ctgov.parse")
+    parse_who = pytest.importorskip("pipeline.sources.who.page")
     c = server.corpus
     for tid in c.ids[:12]:
         t = c.get(tid)
@@ -535,7 +535,7 @@ def test_fault_status_codes_and_blocked_pages(fresh):
 
 
 def test_blocked_pages_and_layout_change_are_recognized_by_the_parser(fresh):
-    parse_who = pytest.importorskip("pipeline.parse_who")
+    parse_who = pytest.importorskip("pipeline.sources.who.page")
     from pipeline.errors import BlockedPageError, ParseError
 
     tid = fresh.corpus.ids[0]
@@ -621,7 +621,7 @@ def test_fault_hostile_titles(fresh):
         assert "<script>alert(1)</script>" in title and "'); DROP TABLE snapshots;--" in title
         page = h.get("/Trial2.aspx", params={"TrialID": tid}).content
         assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page and b"<script>alert" not in page
-        parse_who = pytest.importorskip("pipeline.parse_who")
+        parse_who = pytest.importorskip("pipeline.sources.who.page")
         rec = parse_who.parse_trial_page(page, tid)
         assert "<script>alert(1)</script>" in rec["public_title"]
         fresh.set_faults([{"kind": "script_title", "trial": c.nct_ids[2], "count": 1}])

@@ -16,7 +16,7 @@ import pytest
 from pipeline.diff import content_hash
 from pipeline.errors import StoreError
 from pipeline.record import empty_record
-from pipeline.refresh import plan_fetched
+from pipeline.plan import plan_fetched
 from pipeline.sources import Fetched
 from pipeline.plan import Update
 from pipeline.store import Store
@@ -121,16 +121,19 @@ def test_a_lock_released_in_time_is_waited_for(tmp_path):
 
 def test_a_record_the_store_cannot_serialize_costs_one_trial(tmp_path, monkeypatch):
     """A parser bug yielding an unstorable value (an int past 64 bits) fails that trial only."""
-    import pipeline.refresh as refresh_module
+    from pipeline.sources import SOURCES
 
-    def bad_normalize(source, trial_id, payload):
-        record = empty_record(trial_id, source, "ClinicalTrials.gov")
+    ctgov = SOURCES["ctgov"]
+
+    def bad_normalize(trial_id, payload):
+        record = empty_record(trial_id, "ctgov", "ClinicalTrials.gov")
         record["target_size"] = 10**30
         return record
 
-    monkeypatch.setattr(refresh_module, "normalize_payload", bad_normalize)
+    monkeypatch.setattr(ctgov, "normalize", bad_normalize)
     store = Store(tmp_path / "t.db")
-    update = plan_fetched(store, None, Fetched("NCT01234567", "ctgov", "found", payload={}, raw_format="json"), 1)
+    fetched = Fetched("NCT01234567", "ctgov", "found", payload={}, raw_format="json")
+    update = plan_fetched(store.load_snapshot, None, fetched, ctgov)
     assert update.outcome == "failed" and "internal parser error" in update.error
     store.save_update(update, None)
     (row,) = store.trials()

@@ -1,7 +1,8 @@
 import pytest
 
 from pipeline.errors import InvalidTrialId
-from pipeline.trial_ids import normalize_trial_id, registry_of, sources_for
+from pipeline.sources import sources_for
+from pipeline.trial_ids import normalize_trial_id, registry_of
 
 VALID = [
     ("NCT04252118", "ClinicalTrials.gov"),

@@ -11,9 +11,25 @@ from typing import Iterable
 import click
 
 from pipeline.errors import ConfigError
-from pipeline.record import SOURCES
+from pipeline.sources import SOURCES
 
-SOURCE_CHOICE = click.Choice(list(SOURCES))
+
+class SourceChoice(click.Choice):
+    """``--source``: the names in :data:`pipeline.sources.SOURCES`, read when the option is used."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self):  # noqa: D401 - click reads this attribute
+        return tuple(SOURCES)
+
+    @choices.setter
+    def choices(self, value) -> None:
+        pass
+
+
+SOURCE_CHOICE = SourceChoice()
 
 
 def check_sources_enabled(config, sources: Iterable[str]) -> None:

@@ -20,9 +20,10 @@ from pipeline.commands.options import (
     since_option,
 )
 from pipeline.errors import ConfigError
-from pipeline.render_table import changes_table, describe_change, printable, record_lines, table
+from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, table
 from pipeline.codec import change_json
-from pipeline.trial_ids import normalize_trial_id, sources_for
+from pipeline.sources import SOURCES, sources_for
+from pipeline.trial_ids import normalize_trial_id
 
 def trial_id_arg(ctx, param, value):
     """Click callback: validate one or many trial IDs (exit 2 on a bad one)."""
@@ -91,7 +92,7 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     config = app.config
     check_sources_enabled(config, sources)
     if trials:
-        watched = {t for s in ("ctgov", "who") for t in watched_ids(config, s)}
+        watched = {t for s in SOURCES for t in watched_ids(config, s)}
         unknown = [t for t in trials if t not in watched]
         if unknown:
             raise ConfigError(
@@ -114,7 +115,7 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
     if show:
         show.close()
     for trial_id, source, error in result.failures[:20]:
-        click.echo(printable(f"failed: {trial_id} ({source}): {error}"), err=True)
+        click.echo(escape_controls(f"failed: {trial_id} ({source}): {error}"), err=True)
     if len(result.failures) > 20:
         click.echo(f"... and {len(result.failures) - 20} more failures (see the fetch_log table)", err=True)
     click.echo(f"run {result.run_id}: {result.summary()}")
@@ -123,7 +124,8 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
 
 @click.command("show")
 @click.argument("trial_id", callback=trial_id_arg)
-@click.option("--source", type=SOURCE_CHOICE, help="Which registry's copy (default: ctgov for NCT IDs, else who).")
+@click.option("--source", type=SOURCE_CHOICE,
+              help="Which registry's copy (default: the first source that watches the ID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the normalized record as JSON.")
 @full_option
 @click.pass_obj
@@ -230,7 +232,7 @@ def history_cmd(app, trial_id, source, as_json, full):
             note = f"  [{'; '.join(seen)}]" if seen else ""
             click.echo(f"  {style.paint(f'v{e.number}'.ljust(number_width), 'id')}  {day}  {what}{note}")
             for c in e.changes:
-                head = f"      [{c['significance']}] {printable(c['field'])}: "
+                head = f"      [{c['significance']}] {escape_controls(c['field'])}: "
                 room = None if width is None else max(width - len(head), 24)
                 click.echo(head + describe_change(c, room).render(style))
 

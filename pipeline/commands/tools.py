@@ -27,42 +27,22 @@ def extract_cmd(source, trial_id, file):
     page (every study is printed), a history version (/api/int/studies/{id}/history/{v}),
     or a saved WHO Trial2.aspx page.  Use it to check the extractor on a page of your own.
     """
-    from pipeline.parse_ctgov import normalize_study, parse_history_version, parse_studies_page, parse_study
-    from pipeline.parse_who import parse_trial_page
+    from pipeline.sources import SOURCES
 
     try:
         body = file.read_bytes()
     except OSError as exc:
         raise click.ClickException(f"cannot read {file}: {exc.strerror or exc}") from None
+    registry = SOURCES[source]
     try:
-        if source == "ctgov":
-            out = _extract_ctgov(body, normalize_study, parse_history_version, parse_studies_page, parse_study)
-        else:
-            record = parse_trial_page(body, trial_id or "")
-            if record is None:
-                raise click.ClickException(f"{file}: the WHO portal's not-found page (no such trial)")
-            out = record
+        out = registry.extract(body, trial_id)
     except BlockedPageError as exc:
         raise click.ClickException(f"{file}: blocked or error page, not a trial record: {exc}") from None
     except ParseError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
+    if out is None:
+        raise click.ClickException(f"{file}: the {registry.label} not-found page (no such trial)")
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-
-
-def _extract_ctgov(body, normalize_study, parse_history_version, parse_studies_page, parse_study):
-    import orjson
-
-    try:
-        top = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        top = None
-    if isinstance(top, dict) and "studies" in top:
-        studies, _token, _total = parse_studies_page(body)
-        return [normalize_study(s) for s in studies]
-    if isinstance(top, dict) and "studyVersion" in top:
-        _version, study = parse_history_version(body)
-        return normalize_study(study)
-    return normalize_study(parse_study(body))
 
 
 def _is_loopback(host: str) -> bool:

@@ -47,7 +47,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
     from pipeline.deliver import Redactor, secret_values
     from pipeline.status import pid_alive
     from pipeline.clock import utcnow
-    from pipeline.store import Store
+    from pipeline.store import open_store
 
     config = _only_sources(app.config, sources)
     redactor = Redactor(secret_values(config))
@@ -69,7 +69,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
     if once:
         outcomes = daemon.run_once()
         sys.exit(1 if any(o.error for o in outcomes) else 0)
-    with Store(config.database_path) as store:
+    with open_store(config) as store:
         running = json.loads(store.get_meta("daemon") or "null")
         if running and running.get("pid") != os.getpid() and pid_alive(running.get("pid")):
             raise click.ClickException(
@@ -80,7 +80,7 @@ def daemon_cmd(app, once, sources, wait, log_level):
     try:
         daemon.run_forever(stop.event)
     finally:
-        with Store(config.database_path) as store:
+        with open_store(config) as store:
             store.set_meta("daemon", None)
     sys.exit(0)
 
@@ -139,10 +139,10 @@ def report_cmd(app, since, fmt, out, include_backfilled, peek):
     from pipeline.report import render
     from pipeline.report.load import load_report
     from pipeline.clock import utcnow
-    from pipeline.store import Store
+    from pipeline.store import open_store
 
     config = app.config
-    with Store(config.database_path) as store:
+    with open_store(config) as store:
         note_failures(config, store)
         loaded = load_report(
             store,
@@ -194,7 +194,7 @@ def deliver_cmd(app, only, wait):
     from pipeline.daemon import setup_logging
     from pipeline.deliver import Redactor, deliver_pending, note_failures, secret_values
     from pipeline.lock import RefreshLock
-    from pipeline.store import Store
+    from pipeline.store import open_store
 
     config = app.config
     if only and only not in {r.name for r in config.alerts}:
@@ -208,10 +208,12 @@ def deliver_cmd(app, only, wait):
         click.echo("no [[alerts]] in the config: nothing to deliver")
         return
     setup_logging(logging.WARNING, Redactor(secret_values(config)))
+    stop = StopFlag()
+    stop.install()  # SIGTERM ends a send in progress at once; what was not sent stays in the backlog
     with RefreshLock(config.database_path, wait=wait):
-        with Store(config.database_path) as store:
+        with open_store(config) as store:
             note_failures(config, store)
-            outcomes = deliver_pending(config, store, only=only)
+            outcomes = deliver_pending(config, store, only=only, should_stop=stop)
     redact = Redactor(secret_values(config))
     for o in outcomes:
         if o.ok and not o.sent:

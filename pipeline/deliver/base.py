@@ -9,13 +9,15 @@ known secret value replaced by ``***``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
+from pipeline.codec import change_json
 from pipeline.config import AlertRule, Config
 from pipeline.errors import TrialwatchError
 from pipeline.report.model import Report
@@ -25,9 +27,41 @@ class DeliveryError(TrialwatchError):
     """A channel could not deliver this batch; it stays in the channel's backlog."""
 
 
+class BatchTooLarge(DeliveryError):
+    """The receiver refused the batch for its size (HTTP 413, SMTP 552): send it in halves."""
+
+
+class PartialDelivery(DeliveryError):
+    """Delivered, but not everywhere (an SMTP server refused some recipients).
+
+    The batch is recorded as delivered (the recipients who got it must not get it
+    again) and the message is reported as the channel's error.
+    """
+
+
+class DeliveryStopped(DeliveryError):
+    """The send was cut short by a stop request (SIGTERM): the batch stays in the backlog."""
+
+
+def item_id(kind: str, row: Mapping[str, Any]) -> str:
+    """The stable public ID of a stored change or failure event: ``change-<id>``, ``failure-<id>``."""
+    return f"{kind}-{row['id']}"
+
+
+def failure_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public JSON form of a failure event (its ``id`` first)."""
+    return {"id": item_id("failure", row),
+            **{k: row.get(k) for k in ("trial_id", "source", "kind", "streak", "error", "detected_at")}}
+
+
+def alert_change_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public JSON form of a change as channels send it: ``changes --json`` keys plus ``id``."""
+    return {"id": item_id("change", row), **change_json(dict(row))}
+
+
 @dataclass
 class Batch:
-    """What one channel is sent after one run: the chosen changes and failure events."""
+    """What one channel is sent in one message: some of its backlog, oldest first."""
 
     rule: AlertRule
     report: Report                       # built from exactly the rows below
@@ -35,6 +69,17 @@ class Batch:
     failures: list[dict[str, Any]]       # stored failure events
     generated_at: str
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    should_stop: Callable[[], bool] | None = None  # set by SIGTERM: a send in progress ends at once
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [item_id("change", c) for c in self.changes] + [item_id("failure", f) for f in self.failures]
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for the same items re-sent to the same channel (derived from both, nothing else)."""
+        text = "\n".join([self.rule.name, *self.item_ids])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def env_secret(rule: AlertRule, key: str, environ: Mapping[str, str]) -> str | None:

@@ -1,24 +1,42 @@
-"""The ``webhook`` channel: one JSON POST per run with the new changes.
+"""The ``webhook`` channel: one JSON POST per batch of new changes.
 
 The body::
 
     {"trialwatch": VERSION, "alert": NAME, "generated_at": ISO, "summary": TEXT,
-     "changes": [ {keys of `trialwatch changes --json`}, ... ],
-     "failures": [ {"trial_id", "source", "kind", "streak", "error", "detected_at"}, ... ]}
+     "idempotency_key": KEY,
+     "changes": [ {"id": "change-<n>", keys of `trialwatch changes --json`}, ... ],
+     "failures": [ {"id": "failure-<n>", "trial_id", "source", "kind", "streak", "error", "detected_at"}, ... ]}
+
+Every item has a stable ``id``, and every POST an ``Idempotency-Key`` header (also in
+the body) derived from the channel's name and the IDs of the items it carries: a
+batch sent again (the receiver read it but answered too late) carries the same key,
+so a receiver can drop repeats.
 
 An ``Authorization: Bearer`` header is sent when ``token_env`` names a variable.
-Any 2xx answer is success; anything else keeps the batch for the next run.
+Any 2xx answer is success; 413 splits the batch (see :mod:`pipeline.deliver`);
+anything else keeps the batch for the next run.  The whole POST (connect, body,
+answer) must finish within ``timeout`` seconds, and a stop request ends it at once.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 
 from pipeline import __version__
-from pipeline.deliver.base import Batch, DeliveryError, channel_url, env_secret
-from pipeline.codec import change_json
+from pipeline.deliver.base import (
+    Batch,
+    BatchTooLarge,
+    DeliveryError,
+    DeliveryStopped,
+    alert_change_json,
+    channel_url,
+    env_secret,
+    failure_json,
+)
+from pipeline.http_client import Deadline, install_deadlines, total_deadline
 
 
 def webhook_payload(batch: Batch) -> dict[str, Any]:
@@ -28,33 +46,45 @@ def webhook_payload(batch: Batch) -> dict[str, Any]:
         "alert": batch.rule.name,
         "generated_at": batch.generated_at,
         "summary": batch.report.summary(),
-        "changes": [change_json(c) for c in batch.changes],
-        "failures": [
-            {k: f.get(k) for k in ("trial_id", "source", "kind", "streak", "error", "detected_at")}
-            for f in batch.failures
-        ],
+        "idempotency_key": batch.idempotency_key,
+        "changes": [alert_change_json(c) for c in batch.changes],
+        "failures": [failure_json(f) for f in batch.failures],
     }
 
 
 def send_webhook(batch: Batch, client: httpx.Client | None = None) -> str:
     rule = batch.rule
     url = channel_url(rule, batch.environ)
-    headers = {"User-Agent": f"trialwatch/{__version__}"}
+    body = json.dumps(webhook_payload(batch), ensure_ascii=False).encode("utf-8")
+    headers = {
+        "User-Agent": f"trialwatch/{__version__}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": batch.idempotency_key,
+    }
     token = env_secret(rule, "token_env", batch.environ)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     timeout = float(rule.options.get("timeout", 30))
     own = client is None
-    client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+    client = client or install_deadlines(httpx.Client(timeout=timeout, follow_redirects=False))
+    deadline = Deadline(timeout, should_stop=batch.should_stop)
     try:
-        response = client.post(url, json=webhook_payload(batch), headers=headers, timeout=timeout)
+        with total_deadline(deadline):
+            response = client.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.TimeoutException:
+        if deadline.reason == "stop":
+            raise DeliveryStopped(f"webhook {rule.name!r}: stopped (SIGTERM/SIGINT) during the POST") from None
         raise DeliveryError(f"webhook {rule.name!r} did not answer within {timeout:g} s") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"cannot reach webhook {rule.name!r}: {type(exc).__name__}: {exc}") from None
     finally:
         if own:
             client.close()
+    if response.status_code == 413:
+        raise BatchTooLarge(
+            f"webhook {rule.name!r} answered HTTP 413 (payload too large) to {len(batch.item_ids)} "
+            f"item{'s' if len(batch.item_ids) != 1 else ''}, {len(body)} bytes"
+        )
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"webhook {rule.name!r} answered HTTP {response.status_code}")
     return f"posted to webhook (HTTP {response.status_code})"

@@ -23,16 +23,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import quote
 
 from pipeline.record import SIGNIFICANCE_ORDER
+from pipeline.sources import SOURCES
 
 #: Text longer than this (either side) is shown as a word-level diff.
 LONG_TEXT = 80
 #: Unchanged words kept on each side of an edit in a word diff.
 CONTEXT_WORDS = 8
-
-REGISTRY_NAMES = {"ctgov": "ClinicalTrials.gov", "who": "WHO ICTRP"}
 
 _RANK = {name: i for i, name in enumerate(SIGNIFICANCE_ORDER)}
 
@@ -50,10 +48,9 @@ def printable(text: str) -> str:
 
 
 def registry_url(trial_id: str, source: str) -> str:
-    """The public page of a trial on the registry it came from."""
-    if source == "ctgov":
-        return f"https://clinicaltrials.gov/study/{quote(trial_id, safe='')}"
-    return f"https://trialsearch.who.int/Trial2.aspx?TrialID={quote(trial_id, safe='')}"
+    """The public page of a trial on the registry it came from ("" for a source no longer known)."""
+    registry = SOURCES.get(source)
+    return registry.registry_url(trial_id) if registry is not None else ""
 
 
 def field_label(name: str) -> str:
@@ -172,7 +169,8 @@ class TrialGroup:
 
     @property
     def registry(self) -> str:
-        return REGISTRY_NAMES.get(self.source, self.source)
+        registry = SOURCES.get(self.source)
+        return registry.label if registry is not None else self.source
 
     @property
     def rank(self) -> int:

@@ -1,24 +1,24 @@
-"""Sources: one module per registry, each turning trial IDs into raw documents.
+"""Sources: one folder per registry, and the one table of them.
 
-A source does I/O only.  It yields :class:`Fetched` items: a raw document for a
-trial ("found"), the registry's word that it has no such trial ("missing"), or the
-reason it could not tell ("failed").  Parsing and normalizing happen downstream in
-pure code (:mod:`pipeline.normalize`).
+Everything that knows a registry lives in its folder (``ctgov/``, ``who/``): its
+I/O, its parsers, its settings' defaults, which trial IDs it watches, where a
+trial's public page is.  Each folder exports one :class:`~pipeline.sources.base.Source`
+object; :data:`SOURCES` lists them.  The rest of trialwatch asks the table (never
+compares a source name with a literal), so adding a registry means adding a folder
+and one line here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from pipeline.sources.base import Fetched, Source
+from pipeline.sources import ctgov, who
+
+#: name -> Source, in the order runs visit them.
+SOURCES: dict[str, Source] = {s.name: s for s in (ctgov.SOURCE, who.SOURCE)}
+
+__all__ = ["SOURCES", "Fetched", "Source", "sources_for"]
 
 
-@dataclass
-class Fetched:
-    """What one source said about one trial in this run."""
-
-    trial_id: str
-    source: str
-    status: str                 # found | missing | failed
-    payload: Any = None         # ctgov: the study dict; who: the page bytes
-    raw_format: str | None = None
-    error: str | None = None
+def sources_for(trial_id: str) -> tuple[str, ...]:
+    """Which sources watch ``trial_id`` (NCT IDs: ClinicalTrials.gov and the WHO portal)."""
+    return tuple(name for name, source in SOURCES.items() if source.watches(trial_id))

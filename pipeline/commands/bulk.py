@@ -1,4 +1,7 @@
-"""The mirror commands: backfill, import-ictrp, export, search, queries."""
+"""Bulk data in and out of the store: backfill, import-ictrp, export, search, queries.
+
+(The query watches themselves are :mod:`pipeline.mirror`.)
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from pathlib import Path
 import click
 
 from pipeline.commands import SOURCE_CHOICE
-from pipeline.record import COMMON_FIELDS, CTGOV_EXTRA_FIELDS, WHO_EXTRA_FIELDS
+from pipeline.record import COMMON_FIELDS
+from pipeline.sources import SOURCES, Source
 from pipeline.trial_ids import normalize_trial_id, registry_of
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(backfill_cmd)
@@ -21,13 +26,19 @@ def register(cli: click.Group) -> None:
     cli.add_command(queries_cmd)
 
 
-def _nct_ids(ctx, param, values):
+def history_source(trial_id: str) -> Source | None:
+    """The first source that watches ``trial_id`` and keeps a version history."""
+    return next((s for s in SOURCES.values() if s.history is not None and s.watches(trial_id)), None)
+
+
+def _history_ids(ctx, param, values):
     out = []
     for value in values:
         trial_id = normalize_trial_id(value)
-        if not trial_id.startswith("NCT"):
+        if history_source(trial_id) is None:
+            keeps = ", ".join(s.label for s in SOURCES.values() if s.history is not None) or "no registry"
             raise click.BadParameter(
-                f"{trial_id} is a {registry_of(trial_id)} ID: only ClinicalTrials.gov keeps a version history",
+                f"{trial_id} is a {registry_of(trial_id)} ID: only {keeps} keeps a version history",
                 param_hint="ID",
             )
         out.append(trial_id)
@@ -35,7 +46,7 @@ def _nct_ids(ctx, param, values):
 
 
 @click.command("backfill")
-@click.argument("trial_ids", nargs=-1, required=True, callback=_nct_ids)
+@click.argument("trial_ids", nargs=-1, required=True, callback=_history_ids)
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a terminal).")
 @click.pass_obj
 def backfill_cmd(app, trial_ids, progress):
@@ -48,46 +59,58 @@ def backfill_cmd(app, trial_ids, progress):
     when each field changed.  Exits 1 when some trial could not be backfilled.
     """
     from pipeline.backfill import backfill_trial
+    from pipeline.clock import utcnow
     from pipeline.http_client import RegistryClient, build_http_client
     from pipeline.lock import RefreshLock
     from pipeline.progress import Progress
-    from pipeline.clock import utcnow
+    from pipeline.run_record import recorded_run
 
     config = app.config
-    cfg = config.sources["ctgov"]
+    sources = {t: history_source(t) for t in trial_ids}
+    names = list(dict.fromkeys(s.name for s in sources.values()))
     show = Progress() if (progress if progress is not None else sys.stderr.isatty()) else None
     failed = 0
     with RefreshLock(config.database_path, wait=True), app.store() as store:
-        run_id = store.start_run(["ctgov"], "backfill")
-        rows: list[dict] = []
+        with recorded_run(store, names, "backfill", note="backfill") as run:
+            rows: list[dict] = []
+            counts = {"fetched": 0, "failed": 0, "requests": 0}
+            run.counts = counts
 
-        def on_request(row: dict) -> None:
-            rows.append({**row, "run_id": run_id, "fetched_at": utcnow()})
+            def on_request(row: dict) -> None:
+                rows.append({**row, "run_id": run.run_id, "fetched_at": utcnow()})
 
-        stored = 0
-        with build_http_client(cfg.timeout) as http:
-            client = RegistryClient(cfg, http, on_request=on_request)
-            for i, trial_id in enumerate(trial_ids, 1):
-                outcome = backfill_trial(store, client, trial_id, run_id)
+            def flush_log() -> None:
                 store.log_fetches(rows)
                 rows.clear()
-                stored += outcome.stored
-                if show:
-                    show.clear()  # the result line starts on a clean line; the next tick redraws
-                if outcome.error:
-                    failed += 1
-                    click.echo(f"{trial_id}: failed: {outcome.error}", err=True)
-                else:
-                    current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
-                    click.echo(
-                        f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
-                        f"{outcome.changes} changes backfilled; {current}"
-                    )
-                if show:
-                    show("backfill", i, len(trial_ids))
-            store.finish_run(
-                run_id, {"fetched": stored, "failed": failed, "requests": client.requests}, note="backfill"
-            )
+                counts["requests"] = sum(c.requests for c in clients.values())
+
+            clients: dict[str, RegistryClient] = {}
+            run.before_finish = flush_log
+            with build_http_client(max(config.sources[n].timeout for n in names)) as http:
+                for i, trial_id in enumerate(trial_ids, 1):
+                    source = sources[trial_id]
+                    client = clients.get(source.name)
+                    if client is None:
+                        client = clients[source.name] = RegistryClient(
+                            config.sources[source.name], http, on_request=on_request
+                        )
+                    outcome = backfill_trial(store, client, source, trial_id, run.run_id)
+                    flush_log()
+                    counts["fetched"] += outcome.stored
+                    if show:
+                        show.clear()  # the result line starts on a clean line; the next tick redraws
+                    if outcome.error:
+                        failed += 1
+                        counts["failed"] = failed
+                        click.echo(f"{trial_id}: failed: {outcome.error}", err=True)
+                    else:
+                        current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
+                        click.echo(
+                            f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
+                            f"{outcome.changes} changes backfilled; {current}"
+                        )
+                    if show:
+                        show("backfill", i, len(trial_ids))
     if show:
         show.close()
     sys.exit(1 if failed else 0)
@@ -128,10 +151,9 @@ def import_ictrp_cmd(app, files):
 def export_columns(source: str | None) -> list[str]:
     """The CSV columns of ``export --format csv``: common fields, then each source's extras."""
     columns = list(COMMON_FIELDS)
-    if source in (None, "ctgov"):
-        columns += list(CTGOV_EXTRA_FIELDS)
-    if source in (None, "who"):
-        columns += list(WHO_EXTRA_FIELDS)
+    for name, registry in SOURCES.items():
+        if source in (None, name):
+            columns += [f for f in registry.extra_fields if f not in columns]
     return columns
 
 

@@ -6,9 +6,10 @@ with ``pageToken`` (every other parameter unchanged).  When every page of a batc
 arrived, a requested ID the registry did not return is *missing*: a change users
 must see.  When a page failed, the IDs not yet returned are *failed*, never missing.
 
-Query watches (:mod:`pipeline.mirror`) use :func:`fetch_query_pages` (a whole search,
-page by page, or only what changed since a date with :func:`incremental_params`) and
-:func:`fetch_data_timestamp`; history backfill (:mod:`pipeline.backfill`) uses
+Query watches (:mod:`pipeline.mirror`, through :data:`pipeline.sources.ctgov.QUERIES`)
+use :func:`fetch_query_pages` (a whole search, page by page, or only what changed
+since a date with :func:`incremental_params`) and :func:`fetch_data_timestamp`;
+history backfill (:mod:`pipeline.backfill`, through ``HISTORY``) uses
 :func:`fetch_history_index` and :func:`fetch_history_version`.
 """
 
@@ -17,28 +18,22 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import orjson
 
 from pipeline.errors import FetchError, ParseError
-from pipeline.http_client import RegistryClient, Response
-from pipeline.parse_ctgov import parse_history_index, parse_history_version, parse_studies_page
-from pipeline.sources import Fetched
+from pipeline.sources.base import Fetched
+from pipeline.sources.ctgov.parse import (
+    SOURCE,
+    parse_history_index,
+    parse_history_version,
+    parse_studies_page,
+    study_nct_ids,
+)
 
-SOURCE = "ctgov"
-
-
-def study_nct_ids(study: dict) -> list[str]:
-    """The NCT ID of a study and any aliases it was merged from."""
-    ident = (study.get("protocolSection") or {}).get("identificationModule") or {}
-    ids = []
-    if isinstance(ident.get("nctId"), str):
-        ids.append(ident["nctId"])
-    aliases = ident.get("nctIdAliases")
-    if isinstance(aliases, list):
-        ids += [a for a in aliases if isinstance(a, str)]
-    return ids
+if TYPE_CHECKING:  # pragma: no cover  (the client is handed in: no import of the HTTP layer)
+    from pipeline.http_client import RegistryClient, Response
 
 
 def fetch_by_ids(

@@ -974,3 +974,21 @@ def normalize_study(study: dict) -> Record:
     record["results_posted"] = has_results if has_results.__class__ is bool else None
     record["url"] = STUDY_URL.format(nct_id)
     return record
+
+
+def study_nct_ids(study: dict) -> list[str]:
+    """The NCT ID of a study and any aliases it was merged from."""
+    ident = (study.get("protocolSection") or {}).get("identificationModule") or {}
+    ids = []
+    if isinstance(ident.get("nctId"), str):
+        ids.append(ident["nctId"])
+    aliases = ident.get("nctIdAliases")
+    if isinstance(aliases, list):
+        ids += [a for a in aliases if isinstance(a, str)]
+    return ids
+
+
+def study_status(study: dict) -> str | None:
+    """A study's ``overallStatus`` as the API spells it (RECRUITING, COMPLETED...)."""
+    status = ((study.get("protocolSection") or {}).get("statusModule") or {}).get("overallStatus")
+    return status if isinstance(status, str) else None

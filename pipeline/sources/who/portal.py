@@ -1,7 +1,7 @@
 """WHO ICTRP search portal: one ``Trial2.aspx?TrialID=...`` page per trial.
 
 The portal answers 200 for almost everything, so the status code decides little:
-the page content is judged downstream by :func:`pipeline.parse_who.parse_trial_page`
+the page content is judged downstream by :func:`pipeline.sources.who.page.parse_trial_page`
 (not-found page -> missing; access-denied, bot-check or error page -> failed).
 Pages are fetched by a small thread pool (``concurrency``) under the source's rate
 limit; results are yielded as they complete, to the single writer thread.
@@ -10,11 +10,13 @@ limit; results are yielded as they complete, to the single writer thread.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from pipeline.errors import FetchError
-from pipeline.http_client import RegistryClient
-from pipeline.sources import Fetched
+from pipeline.sources.base import Fetched
+
+if TYPE_CHECKING:  # pragma: no cover  (the client is handed in: no import of the HTTP layer)
+    from pipeline.http_client import RegistryClient
 
 SOURCE = "who"
 

@@ -18,7 +18,7 @@ in the full export, see fixtures/who/csv/ICTRP_export_datafields.txt); they are 
 after lower-casing and turning every non-alphanumeric run into ``_``, against the alias
 lists in :data:`FIELD_ALIASES`.
 
-Field semantics are those of :func:`pipeline.parse_who.parse_trial_page` (same helpers:
+Field semantics are those of :func:`pipeline.sources.who.page.parse_trial_page` (same helpers:
 status table, dates, target size, ``;`` lists, ``<br>`` handling, criteria lead removed).
 Every record has every key a page record has (all COMMON_FIELDS plus the WHO extras);
 what the export does not carry is None / [].  Differences from the page:
@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 
 from pipeline.errors import ParseError
-from pipeline.parse_who import (
+from pipeline.sources.who.values import (
     clean_line,
     clean_multiline,
     http_url,
