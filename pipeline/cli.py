@@ -53,6 +53,10 @@ class TrialwatchGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`trialwatch export | head`): not an error.
+            _quiet_broken_pipe()
+            ctx.exit(0)
         except (ConfigError, InvalidTrialId) as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
@@ -94,6 +98,16 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(cli)
 
 
+def _quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of a closed pipe says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test runner's stdout)
+        pass
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -101,3 +115,6 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # raised outside a command (while click prints help or a usage error)
+        _quiet_broken_pipe()
+        sys.exit(0)

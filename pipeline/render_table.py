@@ -1,12 +1,24 @@
-"""Plain-text tables for the terminal (pure)."""
+"""Plain-text tables for the terminal (pure).
+
+Nothing here asks the terminal anything: the caller passes the ``width`` to fit and a
+:class:`Style` (colours on or off).  With ``Style.plain()`` the output is plain text
+that depends only on the data and the width, so a file or pipe gets stable text.
+
+A cell is a string or a :class:`Styled` (segments of text, each with a role such
+as ``"old"`` or ``"new"``); widths are measured on the text, colour is added last.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
 WIDTH = 60
+#: The narrowest a flexible column is squeezed to, however narrow the terminal.
+MIN_FLEX = 24
+ELLIPSIS = "…"
 
 #: C0 and C1 control characters and DEL: registry text is stored verbatim, but a raw
 #: ESC, BEL or CSI written to a terminal is an escape-sequence injection.
@@ -23,8 +35,77 @@ def escape_controls(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def short(value: Any, width: int = WIDTH) -> str:
-    """A one-line rendering of a field value, cut to ``width`` characters."""
+# -- colour ---------------------------------------------------------------------------------
+
+#: SGR codes per role; a role not listed is printed as is.
+_SGR = {"old": "31", "new": "32", "head": "1", "sig": "33", "dim": "2", "id": "36"}
+
+
+@dataclass(frozen=True)
+class Style:
+    """Whether to colour, and how: ``paint(text, role)``."""
+
+    color: bool = False
+
+    @classmethod
+    def plain(cls) -> "Style":
+        return cls(False)
+
+    def paint(self, text: str, role: str | None) -> str:
+        code = _SGR.get(role or "")
+        if not self.color or not code or not text:
+            return text
+        return f"\033[{code}m{text}\033[0m"
+
+
+PLAIN = Style.plain()
+
+
+@dataclass
+class Styled:
+    """Text made of segments, each with a role (None: no colour)."""
+
+    parts: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def add(self, text: str, role: str | None = None) -> "Styled":
+        if text:
+            self.parts.append((text, role))
+        return self
+
+    def extend(self, other: "Styled") -> "Styled":
+        self.parts.extend(other.parts)
+        return self
+
+    @property
+    def text(self) -> str:
+        return "".join(t for t, _ in self.parts)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def render(self, style: Style) -> str:
+        return "".join(style.paint(t, r) for t, r in self.parts)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Cell = "str | Styled"
+
+
+def _text(cell: Any) -> str:
+    return cell.text if isinstance(cell, Styled) else escape_controls(str(cell))
+
+
+def _render(cell: Any, style: Style) -> str:
+    return cell.render(style) if isinstance(cell, Styled) else escape_controls(str(cell))
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+def one_line(value: Any) -> str:
+    """A field value on one line (whitespace runs collapsed, control characters escaped)."""
     if value is None or value == []:
         text = "-"
     elif isinstance(value, str):
@@ -33,50 +114,187 @@ def short(value: Any, width: int = WIDTH) -> str:
         text = "; ".join(" ".join(v.split()) for v in value)
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = escape_controls(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return escape_controls(text)
 
 
-def describe_change(change: dict[str, Any], width: int = WIDTH) -> str:
-    """``old -> new``, or ``+added -removed`` for list fields."""
+def short(value: Any, width: int | None = WIDTH) -> str:
+    """A one-line rendering of a field value, cut to ``width`` characters (None: whole)."""
+    text = one_line(value)
+    if width is None or len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + ELLIPSIS
+
+
+def differing_span(old: str, new: str) -> tuple[int, int, int]:
+    """``(prefix, old_end, new_end)``: ``old[prefix:old_end]`` became ``new[prefix:new_end]``."""
+    limit = min(len(old), len(new))
+    p = 0
+    while p < limit and old[p] == new[p]:
+        p += 1
+    s = 0
+    while s < limit - p and old[len(old) - 1 - s] == new[len(new) - 1 - s]:
+        s += 1
+    return p, len(old) - s, len(new) - s
+
+
+def cut_around(text: str, lo: int, hi: int, width: int | None, role: str | None = None) -> Styled:
+    """``text`` cut to ``width`` characters around ``text[lo:hi]`` (the part that changed).
+
+    Context is kept on both sides; an ellipsis marks each cut end.  The changed part
+    gets ``role`` (its colour).  ``width`` None: the whole text.
+    """
+    out = Styled()
+    if width is None or len(text) <= width:
+        return out.add(text[:lo]).add(text[lo:hi], role).add(text[hi:])
+    width = max(width, 3)
+    span = hi - lo
+    room = width - 2  # the text between the two ellipses
+    # Context before the change: half of what the change leaves, or a little when it does not fit.
+    before = (room - span) // 2 if span <= room else min(4, room // 3)
+    start = max(0, lo - before)
+    head = start > 0
+    end = start + width - head
+    if end >= len(text):  # the change is near the end: show the end, more context before
+        end = len(text)
+        start = len(text) - (width - 1)
+        head, tail = True, False
+    else:
+        tail = True
+        end -= 1
+    if head:
+        out.add(ELLIPSIS, "dim")
+    a, b = max(lo, start), min(hi, end)
+    if a < b:
+        out.add(text[start:a]).add(text[a:b], role).add(text[b:end])
+    else:
+        out.add(text[start:end])
+    if tail:
+        out.add(ELLIPSIS, "dim")
+    return out
+
+
+def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled:
+    """``old -> new`` cut around what changed, or ``+ added  - removed`` for list fields.
+
+    ``width`` is the room for the whole description (None: whole values).
+    """
+    out = Styled()
     if change.get("kind") in ("missing", "reappeared"):
-        return {"missing": "record no longer returned by the registry", "reappeared": "record is back"}[change["kind"]]
+        text = {"missing": "record no longer returned by the registry", "reappeared": "record is back"}[change["kind"]]
+        return out.add(short(text, width))
     if change.get("added") is not None or change.get("removed") is not None:
-        parts = []
-        if change.get("added"):
-            parts.append("+ " + short(change["added"], width // 2))
-        if change.get("removed"):
-            parts.append("- " + short(change["removed"], width // 2))
-        return "  ".join(parts) or "(reordered)"
-    return f"{short(change.get('old'), width // 2)} -> {short(change.get('new'), width // 2)}"
+        parts = [("+ ", change.get("added"), "new"), ("- ", change.get("removed"), "old")]
+        parts = [(mark, items, role) for mark, items, role in parts if items]
+        if not parts:
+            return out.add("(reordered)")
+        texts = [one_line(items if isinstance(items, list) else [items]) for _, items, _ in parts]
+        rooms: list[int | None] = [None] * len(parts)
+        if width is not None:
+            # Each part's share; a part shorter than its share leaves the rest to the other.
+            share = max((width - 2 * (len(parts) - 1)) // len(parts) - 2, 8)
+            spare = sum(share - len(t) for t in texts if len(t) < share)
+            rooms = [None if len(t) <= share else share + spare for t in texts]
+        for i, ((mark, _, role), text, room) in enumerate(zip(parts, texts, rooms)):
+            if i:
+                out.add("  ")
+            out.add(mark, role).add(short(text, room), role)
+        return out
+    old, new = one_line(change.get("old")), one_line(change.get("new"))
+    p, old_end, new_end = differing_span(old, new)
+    room = None if width is None else max((width - 4) // 2, 8)
+    if room is not None and len(old) + len(new) + 4 <= width:
+        room = None  # both fit whole
+    elif room is not None and len(old) <= room:
+        room_new = width - 4 - len(old)
+        return out.extend(cut_around(old, p, old_end, None, "old")).add(" -> ", "dim").extend(
+            cut_around(new, p, new_end, room_new, "new"))
+    elif room is not None and len(new) <= room:
+        room_old = width - 4 - len(new)
+        return out.extend(cut_around(old, p, old_end, room_old, "old")).add(" -> ", "dim").extend(
+            cut_around(new, p, new_end, None, "new"))
+    return out.extend(cut_around(old, p, old_end, room, "old")).add(" -> ", "dim").extend(
+        cut_around(new, p, new_end, room, "new"))
 
 
-def table(rows: Iterable[Iterable[Any]], headers: list[str]) -> str:
-    """Left-aligned columns separated by two spaces."""
-    rows = [[escape_controls(str(c)) for c in r] for r in rows]
+# -- tables ---------------------------------------------------------------------------------
+
+
+def table(
+    rows: Iterable[Sequence[Any]],
+    headers: list[str],
+    *,
+    style: Style = PLAIN,
+) -> str:
+    """Left-aligned columns separated by two spaces (cells are printed whole)."""
+    rows = [list(r) for r in rows]
+    texts = [[_text(c) for c in r] for r in rows]
     widths = [len(h) for h in headers]
-    for r in rows:
+    for r in texts:
         widths = [max(w, len(c)) for w, c in zip(widths, r)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines = ["  ".join(style.paint(h, "head") + " " * (w - len(h)) for h, w in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for r, t in zip(rows, texts):
+        cells = [_render(c, style) + " " * (w - len(x)) for c, x, w in zip(r, t, widths)]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
-def changes_table(changes: list[dict[str, Any]]) -> str:
+def flex_width(fixed: list[str | int], total: int | None) -> int | None:
+    """Room left for the last column once the ``fixed`` columns (texts or widths) and gaps are laid out."""
+    if total is None:
+        return None
+    used = sum(c if isinstance(c, int) else len(c) for c in fixed) + 2 * len(fixed)
+    return max(total - used, MIN_FLEX)
+
+
+def changes_table(changes: list[dict[str, Any]], *, width: int | None = 120, style: Style = PLAIN) -> str:
+    """The ``changes`` listing, the last column cut (around the change) to fit ``width``."""
     if not changes:
         return "no changes"
+    headers = ["detected_at", "trial", "source", "significance", "field", "change"]
+    fixed = [
+        [c["detected_at"], c["trial_id"], c["source"], c["significance"], escape_controls(c["field"])] for c in changes
+    ]
+    widths = [max([len(h)] + [len(r[i]) for r in fixed]) for i, h in enumerate(headers[:-1])]
+    if width is not None and width - sum(widths) - 2 * len(widths) < MIN_FLEX:
+        # Too narrow for a change column: each change on its own line under its row.
+        head = table(([f[0], f[1], f[2], Styled().add(f[3], "sig"), f[4]] for f in fixed), headers[:-1],
+                     style=style).split("\n")
+        lines = head[:2]
+        for row, c in zip(head[2:], changes):
+            lines += [row, "    " + describe_change(c, max(width - 4, 8)).render(style)]
+        return "\n".join(lines)
+    room = flex_width(widths, width)
     return table(
         (
-            (c["detected_at"], c["trial_id"], c["source"], c["significance"], c["field"], describe_change(c))
-            for c in changes
+            [f[0], f[1], f[2], Styled().add(f[3], "sig"), f[4], describe_change(c, room)]
+            for f, c in zip(fixed, changes)
         ),
-        ["detected_at", "trial", "source", "significance", "field", "change"],
+        headers,
+        style=style,
     )
 
 
-def record_lines(record: dict[str, Any]) -> str:
-    """A record as ``field: value`` lines (long values cut)."""
-    width = max(len(k) for k in record) if record else 0
-    return "\n".join(f"{k.ljust(width)}  {short(v, 100)}" for k, v in record.items())
+def record_lines(record: dict[str, Any], *, width: int | None = 120, style: Style = PLAIN) -> str:
+    """A record as ``field: value`` lines, each cut to ``width`` (None: whole values)."""
+    key_width = max(len(k) for k in record) if record else 0
+    room = None if width is None else max(width - key_width - 2, MIN_FLEX)
+    if room is None:
+        return "\n".join(
+            f"{style.paint(escape_controls(k).ljust(key_width), 'head')}  {_whole(v, key_width + 2)}"
+            for k, v in record.items()
+        )
+    return "\n".join(
+        f"{style.paint(escape_controls(k).ljust(key_width), 'head')}  {short(v, room)}" for k, v in record.items()
+    )
+
+
+def _whole(value: Any, indent: int) -> str:
+    """A whole value: lists one item a line, text keeping its line breaks, indented under the first."""
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        return one_line(value)
+    return ("\n" + " " * indent).join(escape_controls(line) for v in items for line in (v.splitlines() or [""]))

@@ -72,7 +72,7 @@ def test_refresh_show_changes_history(live):
     assert "recruiting -> active_not_recruiting" in table
 
     history = tw(config, "history", nct)
-    assert history.returncode == 0 and "first snapshot" in history.stdout and "recruitment_status" in history.stdout
+    assert history.returncode == 0 and "v1  " in history.stdout and "first version" in history.stdout and "recruitment_status" in history.stdout
     hist = json.loads(tw(config, "history", nct, "--source", "ctgov", "--json").stdout)
     assert len(hist["versions"]) == 2 and hist["versions"][1]["changes"][0]["field"] == "recruitment_status"
 

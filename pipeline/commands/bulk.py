@@ -102,17 +102,19 @@ def backfill_cmd(app, trial_ids, progress, wait):
                     flush_log()
                     counts["fetched"] += outcome.stored
                     if show:
-                        show("backfill", i, len(trial_ids))
+                        show.clear()  # the result line starts on a clean line; the next tick redraws
                     if outcome.error:
                         failed += 1
                         counts["failed"] = failed
                         click.echo(f"{trial_id}: failed: {outcome.error}", err=True)
-                        continue
-                    current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
-                    click.echo(
-                        f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
-                        f"{outcome.changes} changes backfilled; {current}"
-                    )
+                    else:
+                        current = "newest version adopted as current" if outcome.adopted else "current snapshot kept"
+                        click.echo(
+                            f"{trial_id}: {outcome.versions} versions, {outcome.stored} stored now, "
+                            f"{outcome.changes} changes backfilled; {current}"
+                        )
+                    if show:
+                        show("backfill", i, len(trial_ids))
     if show:
         show.close()
     sys.exit(1 if failed else 0)

@@ -11,6 +11,14 @@ import threading
 import click
 
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, wait_option
+from pipeline.commands.options import (
+    SINCE_HELP,
+    full_option,
+    limit_option,
+    output_style,
+    significance_option,
+    since_option,
+)
 from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, table
 from pipeline.codec import change_json
@@ -119,8 +127,9 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
 @click.option("--source", type=SOURCE_CHOICE,
               help="Which registry's copy (default: the first source that watches the ID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the normalized record as JSON.")
+@full_option
 @click.pass_obj
-def show_cmd(app, trial_id, source, as_json):
+def show_cmd(app, trial_id, source, as_json, full):
     """Print the current normalized record of a trial."""
     source = source or sources_for(trial_id)[0]
     with app.store() as store:
@@ -134,84 +143,98 @@ def show_cmd(app, trial_id, source, as_json):
     if as_json:
         _json_out(state.record)
     else:
+        width, style = output_style(full)
         if state.state == "missing":
             click.echo(f"# {trial_id} is MISSING from {source}; last stored record:")
-        click.echo(record_lines(state.record))
+        click.echo(record_lines(state.record, width=width, style=style))
 
 
 @click.command("changes")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@click.option("--since", help="Only changes detected at or after this ISO time.")
+@since_option(help="Only changes detected since then: " + SINCE_HELP + ", or 'last' (not yet reported by "
+              "`report --since last`; the report cursor is not moved).")
 @click.option("--trial", "trial_id", callback=trial_id_arg, help="Only this trial.")
 @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
-@click.option("--significance", multiple=True, help="Only these significances (repeatable).")
+@significance_option
 @click.option("--details", is_flag=True,
               help="Also list 'detail' rows: the registry's own wording changing along with its normalized field.")
+@limit_option(help="Only the most recent N changes.")
+@click.option("--newest-first", is_flag=True, help="List the most recent change first (default: oldest first).")
+@full_option
 @click.pass_obj
-def changes_cmd(app, as_json, since, trial_id, source, significance, details):
-    """List recorded changes, oldest first."""
-    since = _iso_since(since)
+def changes_cmd(app, as_json, since, trial_id, source, significance, details, limit, newest_first, full):
+    """List recorded changes, oldest first (--newest-first: most recent first)."""
     with app.store() as store:
-        rows = store.changes(since=since, trial_id=trial_id, source=source, include_details=details)
+        after_id = store.report_cursor()[0] if since is not None and since.last else None
+        rows = store.changes(
+            since=since.at if since is not None else None,
+            trial_id=trial_id,
+            source=source,
+            after_id=after_id,
+            include_details=details,
+        )
     if significance:
-        rows = [r for r in rows if r["significance"] in significance]
+        wanted = {s.lower() for s in significance}
+        rows = [r for r in rows if r["significance"] in wanted]
+    if limit:
+        rows = rows[-limit:]
+    if newest_first:
+        rows.reverse()
     if as_json:
         _json_out([change_json(r) for r in rows])
     else:
-        click.echo(changes_table(rows))
-
-
-def _iso_since(value: str | None) -> str | None:
-    """Accept an ISO date or time; store timestamps are UTC 'YYYY-MM-DDTHH:MM:SSZ'."""
-    from pipeline.report.window import parse_instant
-
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:  # not ISO, or outside what a date can hold
-        raise click.BadParameter(str(exc), param_hint="--since") from None
+        width, style = output_style(full)
+        click.echo(changes_table(rows, width=width, style=style))
 
 
 @click.command("history")
 @click.argument("trial_id", callback=trial_id_arg)
 @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
-@click.option("--json", "as_json", is_flag=True, help="Print versions and changes as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print versions and changes as JSON (with database ids).")
+@full_option
 @click.pass_obj
-def history_cmd(app, trial_id, source, as_json):
-    """The versions of one trial over time, and what changed in each."""
+def history_cmd(app, trial_id, source, as_json, full):
+    """The versions of one trial over time, and what changed in each.
+
+    Versions are numbered 1..N per source, oldest first.  A version both a refresh
+    and a backfill saw is listed once.  Dates are UTC days: the registry's date of
+    the version when known, else the day trialwatch first fetched it.
+    """
+    from pipeline.history_view import Event, build_history, history_json
+
     with app.store() as store:
         versions = store.snapshots_of(trial_id, source)
         rows = store.changes(trial_id=trial_id, source=source)
+        last_updated = store.snapshot_last_updated(trial_id) if versions else {}
     if not versions and not rows:
         raise click.ClickException(f"nothing stored for {trial_id}; is it watched and refreshed?")
-    by_snapshot: dict = {}
-    loose = []
-    for r in rows:
-        (by_snapshot.setdefault(r["snapshot_id"], []) if r["snapshot_id"] else loose).append(r)
+    history = build_history(versions, rows, last_updated)
     if as_json:
-        out = []
-        for v in versions:
-            out.append({**v, "changes": [change_json(c) for c in by_snapshot.get(v["id"], [])]})
-        _json_out({"trial_id": trial_id, "versions": out, "other_changes": [change_json(c) for c in loose]})
+        _json_out(history_json(trial_id, history, change_json))
         return
-    events = []
-    for v in versions:
-        when = v["registry_date"] or v["fetched_at"]
-        label = "first snapshot" if not by_snapshot.get(v["id"]) else f"{len(by_snapshot[v['id']])} change(s)"
-        if v["backfilled"]:
-            label += " [backfilled]"
-        version = f"version {v['id']}"
-        if v["backfilled"] and v.get("registry_version") is not None:
-            version = f"registry version {v['registry_version']}"
-        events.append((when, v["source"], version, label, by_snapshot.get(v["id"], [])))
-    for c in loose:
-        events.append((c["detected_at"], c["source"], "-", c["kind"], [c]))
-    events.sort(key=lambda e: (e[0] or "", e[2]))
-    for when, src, version, label, changes in events:
-        click.echo(f"{when}  {src:5}  {version}: {label}")
-        for c in changes:
-            click.echo(f"    [{c['significance']}] {c['field']}: {describe_change(c, 100)}")
+    width, style = output_style(full)
+    for src, entries in history.items():
+        count = sum(1 for e in entries if not isinstance(e, Event))
+        click.echo(style.paint(f"{trial_id} on {src}: {count} version{'s' if count != 1 else ''}", "head"))
+        number_width = len(str(count)) + 1
+        for e in entries:
+            day = (e.when or "?")[:10]
+            if isinstance(e, Event):
+                label = "-".ljust(number_width)
+                click.echo(f"  {label}  {day}  {describe_change(e.change).render(style)}")
+                continue
+            what = "first version" if e.number == 1 else f"{len(e.changes)} change{'s' if len(e.changes) != 1 else ''}"
+            seen = []
+            if e.backfilled:
+                seen.append("backfilled")
+                if e.seen_live_at:
+                    seen.append(f"also fetched {e.seen_live_at[:10]}")
+            note = f"  [{'; '.join(seen)}]" if seen else ""
+            click.echo(f"  {style.paint(f'v{e.number}'.ljust(number_width), 'id')}  {day}  {what}{note}")
+            for c in e.changes:
+                head = f"      [{c['significance']}] {escape_controls(c['field'])}: "
+                room = None if width is None else max(width - len(head), 24)
+                click.echo(head + describe_change(c, room).render(style))
 
 
 @click.group("watch")

@@ -45,22 +45,52 @@ def extract_cmd(source, trial_id, file):
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @click.command("simulate")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --host outside loopback (the simulator then answers anyone who can reach it).")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
 @click.option("--size", default=50, show_default=True, type=int, help="Number of trials in the corpus.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Corpus seed (same seed, same corpus).")
 @click.option("--change-rate", default=0.0, show_default=True, type=float,
               help="Share of trials changed per simulated day, beyond the scripted day-1 changes.")
-def simulate_cmd(host, port, size, seed, change_rate):
+def simulate_cmd(host, port, size, seed, change_rate, allow_remote):
     """Serve the registry simulator (ClinicalTrials.gov API v2 and WHO pages).
 
     Point sources.ctgov.base_url at http://HOST:PORT/api/v2 and sources.who.base_url
     at http://HOST:PORT.  POST /_sim/advance?days=N makes simulated time pass.
+    It listens on loopback only, unless --allow-remote.
     """
+    import errno
+
     from pipeline.simulator.server import serve
 
-    serve(host=host, port=port, size=size, seed=seed, change_rate=change_rate)
+    if not allow_remote and not _is_loopback(host):
+        raise click.BadParameter(
+            f"{host} is not a loopback address: the simulator would answer (and take /_sim commands from) "
+            "anyone who can reach it; pass --allow-remote to listen there anyway",
+            param_hint="'--host'",
+        )
+    try:
+        serve(host=host, port=port, size=size, seed=seed, change_rate=change_rate)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is already in use (another simulator?); choose another with --port, "
+                "or --port 0 for a free one"
+            ) from None
+        raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
 
 
 @click.command("demo")

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
+from pipeline.commands.options import SINCE_HELP, since_option
 from pipeline.commands.core import StopFlag
-from pipeline.errors import ConfigError
 
 def register(cli: click.Group) -> None:
     cli.add_command(daemon_cmd)
@@ -116,20 +116,14 @@ def status_cmd(app, as_json):
 
 
 @click.command("report")
-@click.option(
-    "--since",
-    "since_text",
-    default="last",
-    show_default=True,
-    help="'last' (everything not yet reported; moves the report cursor), an ISO date or time, or an age: 7d, 12h, 2w.",
-)
+@since_option(default="last", help="'last' (everything not yet reported; moves the report cursor), or " + SINCE_HELP + ".")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "html", "json", "csv", "atom"]),
               default="text", show_default=True, help="Output format.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--include-backfilled", is_flag=True, help="Also show changes rebuilt from registry history.")
 @click.option("--peek", is_flag=True, help="With --since last: show the report but leave the cursor where it is.")
 @click.pass_obj
-def report_cmd(app, since_text, fmt, out, include_backfilled, peek):
+def report_cmd(app, since, fmt, out, include_backfilled, peek):
     """Report the recorded changes, grouped by trial, most significant first.
 
     Each change reads old -> new (long text as a word diff) with a link to the
@@ -140,15 +134,10 @@ def report_cmd(app, since_text, fmt, out, include_backfilled, peek):
     from pipeline.deliver import note_failures
     from pipeline.report import render
     from pipeline.report.load import load_report
-    from pipeline.report.window import parse_since
     from pipeline.clock import utcnow
     from pipeline.store import open_store
 
     config = app.config
-    try:
-        since = parse_since(since_text, datetime.now(timezone.utc))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
     with open_store(config) as store:
         note_failures(config, store)
         loaded = load_report(
@@ -205,7 +194,12 @@ def deliver_cmd(app, only, wait):
 
     config = app.config
     if only and only not in {r.name for r in config.alerts}:
-        raise ConfigError(f"no alert rule named {only!r} in the config", "alerts")
+        known = ", ".join(f"{r.name!r} ({r.channel})" for r in config.alerts)
+        raise click.BadParameter(
+            f"no alert rule named {only!r}; "
+            + (f"the config has: {known}" if known else "the config has no [[alerts]]"),
+            param_hint="'--alert'",
+        )
     if not config.alerts:
         click.echo("no [[alerts]] in the config: nothing to deliver")
         return

@@ -313,6 +313,15 @@ class TrialsMixin(StoreBase):
         sql += " ORDER BY id"
         return [dict(r) for r in self.db.query(sql, params)]
 
+    def snapshot_last_updated(self, trial_id: str) -> dict[int, str | None]:
+        """Snapshot id -> the record's ``last_updated`` (the registry's date), for ``history``."""
+        return {
+            int(i): d
+            for i, d in self.conn.execute(
+                "SELECT id, json_extract(record, '$.last_updated') FROM snapshots WHERE trial_id = ?", (trial_id,)
+            )
+        }
+
     def trial_titles(self) -> dict[tuple[str, str], str | None]:
         """(trial_id, source) -> current title, for reports."""
         return {(t, s): title for t, s, title in self.conn.execute("SELECT trial_id, source, title FROM trials")}
