@@ -30,6 +30,9 @@ class TrialState:
     raw: bytes | None = None
     raw_format: str | None = None
     alerted_failure: bool = False
+    #: Answered runs in a row in which the registry said it has no such trial while the
+    #: deletion was withheld (a suspected registry fault).  Failed runs leave it alone.
+    vanish_streak: int = 0
 
 
 @dataclass
@@ -51,6 +54,9 @@ class Update:
     registry_version: int | None = None
     backfilled: bool = False
     detected_at: str | None = None
+    #: A failure that is the registry's "no such trial", withheld by the vanish guard:
+    #: it counts towards the trial's ``vanish_streak``; any other failure does not.
+    suspected_vanish: bool = False
 
 
 def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str) -> Update:
@@ -64,6 +70,14 @@ def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str)
 def plan_failed(trial_id: str, source: str, error: str, now: str) -> Update:
     """No usable document this run: an error for the operator, never a change."""
     return Update(trial_id, source, "failed", error=error, detected_at=now)
+
+
+def plan_withheld_vanish(trial_id: str, source: str, error: str, now: str) -> Update:
+    """The registry says the trial is gone, but that is not believed yet: a failure for
+    the run that counts one more answered run without the trial (``vanish_streak``)."""
+    update = plan_failed(trial_id, source, error, now)
+    update.suspected_vanish = True
+    return update
 
 
 def plan_found(

@@ -28,7 +28,7 @@ from pipeline.sources import Fetched, ctgov, who
 from pipeline.clock import utcnow
 from pipeline.store import Store
 from pipeline.trial_ids import sources_for
-from pipeline.plan import TrialState, Update, plan_failed, plan_found, plan_missing
+from pipeline.plan import TrialState, Update, plan_failed, plan_found, plan_missing, plan_withheld_vanish
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -271,34 +271,44 @@ def _refresh_source(
     return counts
 
 
-#: The mass-disappearance guard: when at least MASS_MISSING_MIN trials, and at least
-#: MASS_MISSING_SHARE of the present trials the registry answered for, vanish in one
-#: run, the registry is more likely broken (a portal serving its not-found template for
-#: everything, a search index that lost records) than the trials deleted.  Those
-#: trials fail for the run instead of each getting a "missing" change; only when the
-#: same trials keep vanishing for MASS_MISSING_CONFIRM runs in a row is it believed.
+#: The vanish guard.  A registry that suddenly says it has no such trial for at least
+#: MASS_MISSING_MIN trials, and at least MASS_MISSING_SHARE of the present trials it
+#: answered for, is more likely broken (a portal serving its not-found template for
+#: everything, a search index that lost records) than the trials deleted: those trials
+#: fail for the run instead of each getting a "missing" change.  Each trial keeps its
+#: own count of ANSWERED runs in a row without it (``vanish_streak``): the deletion is
+#: believed only in the MASS_MISSING_CONFIRM-th.  A failed run (503, timeout, blocked
+#: page) is no answer: it neither counts nor resets the streak; a run that finds the
+#: trial resets it.  A trial once withheld stays withheld until confirmed, even in a
+#: later run where few trials vanish.
 MASS_MISSING_MIN = 5
 MASS_MISSING_SHARE = 0.5
 MASS_MISSING_CONFIRM = 3
 
 
 def judge_vanished(vanished: list[Update], answered_present: int, states: dict[str, TrialState]) -> list[Update]:
-    """The present -> missing updates of one source's run, after the mass-disappearance guard (pure)."""
-    if len(vanished) < MASS_MISSING_MIN or len(vanished) < MASS_MISSING_SHARE * answered_present:
-        return vanished
+    """The present -> missing updates of one source's run, after the vanish guard (pure)."""
+    mass = len(vanished) >= MASS_MISSING_MIN and len(vanished) >= MASS_MISSING_SHARE * answered_present
     out = []
     for u in vanished:
         prior = states.get(u.trial_id)
-        if prior is not None and prior.fail_streak >= MASS_MISSING_CONFIRM - 1:
-            out.append(u)  # gone for several runs in a row: believe it
+        streak = prior.vanish_streak if prior is not None else 0
+        if streak + 1 >= MASS_MISSING_CONFIRM or (not mass and streak == 0):
+            out.append(u)  # gone in enough answered runs in a row, or one of a few: believe it
             continue
+        if mass:
+            why = (
+                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
+                f"{answered_present} present trials it answered for in this run: suspected registry fault"
+            )
+        else:
+            why = "the registry says it has no such trial, during a suspected registry fault"
         out.append(
-            plan_failed(
+            plan_withheld_vanish(
                 u.trial_id,
                 u.source,
-                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
-                f"{answered_present} present trials it answered for in this run: suspected registry "
-                f"fault, not recorded as deletions (believed after {MASS_MISSING_CONFIRM} runs in a row)",
+                f"{why}, not recorded as a deletion yet (answered runs without it: {streak + 1}; "
+                f"believed after {MASS_MISSING_CONFIRM} in a row)",
                 u.detected_at or utcnow(),
             )
         )

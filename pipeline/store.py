@@ -267,6 +267,7 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self._add_check_columns()
 
     def close(self) -> None:
         self.conn.close()
@@ -396,6 +397,7 @@ class Store:
     def load_states(self, source: str, trial_ids: Iterable[str] | None = None, *, with_record: bool = False) -> dict[str, TrialState]:
         """Current state of the given trials (all of ``source`` when ``trial_ids`` is None)."""
         cols = "t.trial_id, t.source, t.state, t.snapshot_id, t.content_hash, t.fail_streak, t.alerted_failure"
+        cols += ", t.vanish_streak"
         if with_record:
             cols += ", s.record, s.parser_version"
         sql = f"SELECT {cols} FROM trials t"
@@ -422,10 +424,11 @@ class Store:
                     content_hash=row[4],
                     fail_streak=row[5],
                     alerted_failure=bool(row[6]),
+                    vanish_streak=row[7] or 0,
                 )
                 if with_record:
-                    state.record = loads(row[7])
-                    state.parser_version = row[8]
+                    state.record = loads(row[8])
+                    state.parser_version = row[9]
                 out[state.trial_id] = state
         return out
 
@@ -496,6 +499,7 @@ class Store:
                 " last_error = excluded.last_error, last_checked = excluded.last_checked",
                 (u.trial_id, u.source, u.error, now),
             )
+            self._note_check(u, run_id)
             return
         snapshot_id = None
         if u.new_snapshot:
@@ -537,6 +541,7 @@ class Store:
                 " last_checked = excluded.last_checked, fail_streak = 0, last_error = NULL",
                 (u.trial_id, u.source, now, now),
             )
+            self._note_check(u, run_id)
             return
         record = u.record or {}
         title = record.get("public_title") or record.get("scientific_title")
@@ -577,6 +582,7 @@ class Store:
                 " WHERE trial_id = ? AND source = ?",
                 (now, now, last_updated, 1 if u.changes else 0, now, u.trial_id, u.source),
             )
+        self._note_check(u, run_id)
 
     def set_alerted_failure(self, keys: Iterable[tuple[str, str]], value: bool) -> None:
         rows = [(int(value), t, s) for t, s in keys]
@@ -1146,6 +1152,54 @@ class Store:
         for (record,) in cur.execute(sql, params):
             yield record
 
+
+
+    # -- the vanish streak and the run counter (issue 9) ---------------------------------------
+
+    #: Columns added to ``trials`` after the first schema (one guarded ALTER TABLE each):
+    #: ``vanish_streak`` (answered runs in a row in which the registry denied a present
+    #: trial while its deletion was withheld) and ``checked_run`` (the run that last
+    #: checked the trial: a counter, so no clock step can reorder the checks).
+    CHECK_COLUMNS = (
+        ("vanish_streak", "INTEGER NOT NULL DEFAULT 0"),
+        ("checked_run", "INTEGER"),
+    )
+
+    def _add_check_columns(self) -> None:
+        def columns() -> set[str]:
+            return {row[1] for row in self.conn.execute("PRAGMA table_info(trials)")}
+
+        if all(name in columns() for name, _ in self.CHECK_COLUMNS):
+            return
+
+        def add() -> None:
+            have = columns()  # again, inside the transaction: another process may have added them
+            for name, decl in self.CHECK_COLUMNS:
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {decl}")
+
+        self._write(add)
+
+    def _note_check(self, u: Update, run_id: int | None) -> None:
+        """Record the run that checked the trial and its vanish streak (inside _apply_update's transaction).
+
+        A withheld vanish adds one answered run without the trial; any other failure
+        leaves the streak alone (no answer); any answer that is believed resets it.
+        """
+        if u.outcome == "failed":
+            streak = "vanish_streak + 1" if u.suspected_vanish else "vanish_streak"
+        else:
+            streak = "0"
+        self.conn.execute(
+            f"UPDATE trials SET vanish_streak = {streak}, checked_run = COALESCE(?, checked_run)"
+            " WHERE trial_id = ? AND source = ?",
+            (run_id, u.trial_id, u.source),
+        )
+
+    def check_order(self, source: str) -> dict[str, tuple[int, str]]:
+        """Per trial of ``source``: (the run that last checked it, 0 if none; when, as a tie-break)."""
+        rows = self.conn.execute("SELECT trial_id, checked_run, last_checked FROM trials WHERE source = ?", (source,))
+        return {t: (run or 0, checked or "") for t, run, checked in rows}
 
 
 def _insert_changes(
