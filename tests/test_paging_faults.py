@@ -138,3 +138,23 @@ def test_an_answer_about_another_watched_study_does_not_rewrite_it(tmp_path):
         assert world.trial(a, "ctgov")["state"] == "present"
     finally:
         world.close()
+
+
+def test_a_history_version_about_another_study_is_not_backfilled(tmp_path):
+    """The backfill's /history/{v} answered with another study: an error, nothing stored."""
+    import httpx
+
+    from pipeline.backfill import backfill_trial
+    from pipeline.http_client import RegistryClient
+
+    world = SimWorld(tmp_path, size=16)
+    try:
+        trial = next(t.trial_id for t in world.corpus.nct_trials if len(world.corpus.history_changes(t.trial_id)) >= 2)
+        world.server.set_faults([{"match": "/api/int/studies/", "kind": "wrong_trial", "trial": trial}])
+        with httpx.Client() as http:
+            outcome = backfill_trial(world.store, RegistryClient(world.config.sources["ctgov"], http), trial)
+        assert outcome.error and "another trial" in outcome.error
+        assert world.store.snapshots_of(trial) == [] and world.changes() == []
+        assert {r["trial_id"] for r in world.store.trials("ctgov")} <= {trial}
+    finally:
+        world.close()

@@ -31,7 +31,8 @@ Kinds and their parameters (what each simulates is in :data:`KINDS`):
 * ``wrong_trial``: the WHO page of another trial (``other``, default the next one in the
   corpus) for the one requested; on ClinicalTrials.gov, another study (``other``, default
   the next live NCT study not asked for) in place of the ``trial`` (of every study when
-  no ``trial`` is given) in a ``/studies`` answer, or for ``/studies/{id}``;
+  no ``trial`` is given) in a ``/studies`` answer, for ``/studies/{id}`` and for a history
+  version;
 * ``paging_loop``: a ``/studies`` server that ignores ``pageToken``: every request gets
   the first page again, with a ``nextPageToken``: the same one (``mode: "same"``, the
   default, ``token`` to choose it), a new one each time (``mode: "fresh"``), or a new

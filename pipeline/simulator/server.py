@@ -558,9 +558,12 @@ class SimulatorServer:
                      rule: FaultRule) -> Response:
         """A CT.gov answer about another study than the one asked for."""
         status, ctype, body, headers = produce()
-        if status != 200 or ctype != JSON or route not in ("ctgov.studies", "ctgov.study"):
+        if status != 200 or ctype != JSON or route not in ("ctgov.studies", "ctgov.study", "ctgov.history_version"):
             return status, ctype, body, headers
         doc = orjson.loads(body)
+        if route == "ctgov.history_version":
+            other = self._other_study(trial_ids[0] if trial_ids else "", trial_ids, rule)
+            return 200, JSON, orjson.dumps({**doc, "study": other or doc.get("study")}), headers
         studies = doc.get("studies", []) if route == "ctgov.studies" else [doc]
         for i, study in enumerate(studies):
             nct = study.get("protocolSection", {}).get("identificationModule", {}).get("nctId")

@@ -350,4 +350,7 @@ def fetch_history_version(client: RegistryClient, trial_id: str, version: int) -
     got, study = parse_history_version(response.body)
     if got != version:
         raise ParseError(f"asked {trial_id} version {version}, got version {got}")
+    shown = study_nct_ids(study) if isinstance(study, dict) else []
+    if shown and trial_id.upper() not in {i.upper() for i in shown}:
+        raise ParseError(f"asked {trial_id} version {version}, got study {shown[0]}: an answer about another trial")
     return study, response.body
