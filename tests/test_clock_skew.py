@@ -82,3 +82,35 @@ def test_trials_checked_while_the_clock_ran_ahead_are_checked_again(tmp_path, cl
         assert world.changes() == []
     finally:
         world.close()
+
+
+ALL = ["RECRUITING", "NOT_YET_RECRUITING", "ACTIVE_NOT_RECRUITING", "COMPLETED", "TERMINATED", "WITHDRAWN",
+       "SUSPENDED", "ENROLLING_BY_INVITATION", "UNKNOWN"]
+
+
+def test_a_query_synced_while_the_clock_ran_ahead_misses_no_update(tmp_path, clock):
+    """With /version down, a sync under a clock 190 days ahead must not move the window or the sweep past today."""
+    world = SimWorld(tmp_path, size=40, trials=[], queries=[{"name": "all", "status": ALL}])
+    try:
+        world.corpus.change_rate = 0.3
+        assert world.refresh(sources=["ctgov"]).counts["queries_loaded"] == 1
+        members = world.store.query_members("all")
+
+        clock["days"] = 190
+        world.corpus.advance(1)
+        world.server.set_faults([{"match": "/api/v2/version", "kind": "500"}])
+        skewed = world.refresh(sources=["ctgov"])
+        assert skewed.counts["queries_synced"] == 1
+        clock["days"] = 0
+        world.server.clear_faults()
+
+        events = world.corpus.advance(3)
+        assert {e["trial_id"] for e in events} & members, "the test needs updates to members after the skew"
+        corrected = world.refresh(sources=["ctgov"])
+        assert corrected.counts["queries_swept"] == 1  # the sweep stamped 190 days ahead is not trusted
+        # Every update the registry made is in the mirror: asking for each member finds nothing new.
+        check = world.refresh(sources=["ctgov"], trial_ids=sorted(world.store.query_members("all")))
+        assert check.counts["failed"] == 0
+        assert check.counts["changed"] == 0, "updates posted after the skew were never fetched by the query"
+    finally:
+        world.close()
