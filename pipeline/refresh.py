@@ -281,8 +281,9 @@ def _refresh_source(
 #: own count of ANSWERED runs in a row without it (``vanish_streak``): the deletion is
 #: believed only in the MASS_MISSING_CONFIRM-th.  A failed run (503, timeout, blocked
 #: page) is no answer: it neither counts nor resets the streak; a run that finds the
-#: trial resets it.  A trial once withheld stays withheld until confirmed, even in a
-#: later run where few trials vanish.
+#: trial resets it.  While any trial of the source is under suspicion (withheld and
+#: not seen since), no vanish is believed early, even in a later run where few trials
+#: vanish (a run cut short by its budget answers for few).
 MASS_MISSING_MIN = 5
 MASS_MISSING_SHARE = 0.5
 MASS_MISSING_CONFIRM = 3
@@ -291,11 +292,12 @@ MASS_MISSING_CONFIRM = 3
 def judge_vanished(vanished: list[Update], answered_present: int, states: dict[str, TrialState]) -> list[Update]:
     """The present -> missing updates of one source's run, after the vanish guard (pure)."""
     mass = len(vanished) >= MASS_MISSING_MIN and len(vanished) >= MASS_MISSING_SHARE * answered_present
+    suspicion = any(s.vanish_streak > 0 for s in states.values())
     out = []
     for u in vanished:
         prior = states.get(u.trial_id)
         streak = prior.vanish_streak if prior is not None else 0
-        if streak + 1 >= MASS_MISSING_CONFIRM or (not mass and streak == 0):
+        if streak + 1 >= MASS_MISSING_CONFIRM or (not mass and not suspicion):
             out.append(u)  # gone in enough answered runs in a row, or one of a few: believe it
             continue
         if mass:

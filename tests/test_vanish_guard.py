@@ -150,6 +150,27 @@ def test_judge_vanished_counts_answered_runs_not_failures():
     assert outcomes(judge_vanished(vanished(2), 20, states(2))) == ["missing"] * 2
     assert outcomes(judge_vanished(vanished(2), 20, states(2, vanish_streak=1))) == ["failed"] * 2
     assert outcomes(judge_vanished(vanished(2), 20, states(2, vanish_streak=2))) == ["missing"] * 2
+    # two fresh vanishes while another trial of the source is under suspicion: withheld too
+    suspect = TrialState("NCT00000099", "who", "present", 1, "h", 1, vanish_streak=1)
+    assert outcomes(judge_vanished(vanished(2), 20, {**states(2), "NCT00000099": suspect})) == ["failed"] * 2
+
+
+def test_few_vanishes_while_the_registry_is_under_suspicion_are_withheld(world):
+    """Run 1 denies half the trials (withheld); run 2 errs on those and denies two others:
+    a budget-cut or partial run must not slip a deletion past the guard."""
+    run(world, "who", None)
+    first, second = world.ids[:6], world.ids[6:8]
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "not_found", "trial": t} for t in first])
+    assert world.refresh(sources=["who"]).counts["missing"] == 0
+    world.server.set_faults([{"match": WHO_PAGE, "kind": "503", "trial": t} for t in first]
+                            + [{"match": WHO_PAGE, "kind": "not_found", "trial": t} for t in second])
+    result = world.refresh(sources=["who"])
+    assert result.counts["missing"] == 0 and world.changes() == []
+    assert [world.trial(t, "who")["vanish_streak"] for t in first + second] == [1] * 6 + [1] * 2
+    world.server.clear_faults()
+    healed = world.refresh(sources=["who"])
+    assert healed.counts["failed"] == 0 and world.changes() == []
+    assert {r["vanish_streak"] for r in world.store.trials("who")} == {0}
 
 
 def test_an_older_database_gains_the_new_trials_columns(tmp_path):
