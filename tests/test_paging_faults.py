@@ -146,13 +146,14 @@ def test_a_history_version_about_another_study_is_not_backfilled(tmp_path):
 
     from pipeline.backfill import backfill_trial
     from pipeline.http_client import RegistryClient
+    from pipeline.sources import SOURCES
 
     world = SimWorld(tmp_path, size=16)
     try:
         trial = next(t.trial_id for t in world.corpus.nct_trials if len(world.corpus.history_changes(t.trial_id)) >= 2)
         world.server.set_faults([{"match": "/api/int/studies/", "kind": "wrong_trial", "trial": trial}])
         with httpx.Client() as http:
-            outcome = backfill_trial(world.store, RegistryClient(world.config.sources["ctgov"], http), trial)
+            outcome = backfill_trial(world.store, RegistryClient(world.config.sources["ctgov"], http), SOURCES["ctgov"], trial)
         assert outcome.error and "another trial" in outcome.error
         assert world.store.snapshots_of(trial) == [] and world.changes() == []
         assert {r["trial_id"] for r in world.store.trials("ctgov")} <= {trial}

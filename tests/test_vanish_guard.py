@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.refresh import MASS_MISSING_CONFIRM, judge_vanished
+from pipeline.plan import MASS_MISSING_CONFIRM, judge_vanished
 from pipeline.plan import TrialState, Update
 
 from sim_world import STUDIES, WHO_PAGE, SimWorld
