@@ -104,8 +104,10 @@ def sweep_due(state: dict | None, full_sweep_days: int, now: datetime | None = N
     """True when the query's last complete ID sweep is older than ``full_sweep_days``."""
     if state is None or not state.get("last_full_sweep"):
         return True
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.strptime(utcnow(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     last = datetime.strptime(state["last_full_sweep"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    if last > now:
+        return True  # stamped by a clock that ran ahead: sweep now rather than months from now
     return now - last >= timedelta(days=full_sweep_days)
 
 
@@ -151,7 +153,15 @@ class QuerySync:
             self.counts["queries_skipped"] += 1
             log.info("query %s: registry data unchanged since %s, nothing to fetch", q.name, data_timestamp)
             return self.tally
-        sync_date = (data_timestamp or utcnow())[:10]
+        # The registry's date, never our clock, says what a sync covered: without
+        # /version's dataTimestamp a later sync keeps the window where it was (a clock
+        # running ahead must not move it past updates never fetched).
+        if data_timestamp:
+            sync_date = data_timestamp[:10]
+        elif not fresh and state.get("sync_date"):
+            sync_date = state["sync_date"]
+        else:
+            sync_date = utcnow()[:10]
         members = store.query_members(q.name, "member")
         now = utcnow()
         if fresh:
@@ -164,7 +174,8 @@ class QuerySync:
             self.counts["queries_loaded"] += 1
             return self.tally
         params = {k: v for k, v in q.params().items() if k != self.api.status_param}
-        self._load(self.api.incremental_params(params, window_start(state["sync_date"])), members, incremental=True)
+        since = min(state["sync_date"], utcnow()[:10])  # a date stamped by a clock that ran ahead
+        self._load(self.api.incremental_params(params, window_start(since)), members, incremental=True)
         values = dict(sync_date=sync_date, data_timestamp=data_timestamp, last_sync=now)
         if sweep:
             self._sweep()

@@ -47,6 +47,9 @@ class TrialState:
     raw: bytes | None = None
     raw_format: str | None = None
     alerted_failure: bool = False
+    #: Answered runs in a row in which the registry said it has no such trial while the
+    #: deletion was withheld (a suspected registry fault).  Failed runs leave it alone.
+    vanish_streak: int = 0
 
 
 @dataclass
@@ -68,6 +71,9 @@ class Update:
     registry_version: int | None = None
     backfilled: bool = False
     detected_at: str | None = None
+    #: A failure that is the registry's "no such trial", withheld by the vanish guard:
+    #: it counts towards the trial's ``vanish_streak``; any other failure does not.
+    suspected_vanish: bool = False
 
 
 def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str) -> Update:
@@ -81,6 +87,14 @@ def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str)
 def plan_failed(trial_id: str, source: str, error: str, now: str) -> Update:
     """No usable document this run: an error for the operator, never a change."""
     return Update(trial_id, source, "failed", error=error, detected_at=now)
+
+
+def plan_withheld_vanish(trial_id: str, source: str, error: str, now: str) -> Update:
+    """The registry says the trial is gone, but that is not believed yet: a failure for
+    the run that counts one more answered run without the trial (``vanish_streak``)."""
+    update = plan_failed(trial_id, source, error, now)
+    update.suspected_vanish = True
+    return update
 
 
 def plan_found(
@@ -134,34 +148,46 @@ def plan_found(
     return Update(outcome=outcome, new_snapshot=True, changes=changes, **base)
 
 
-#: The mass-disappearance guard: when at least MASS_MISSING_MIN trials, and at least
-#: MASS_MISSING_SHARE of the present trials the registry answered for, vanish in one
-#: run, the registry is more likely broken (a portal serving its not-found template for
-#: everything, a search index that lost records) than the trials deleted.  Those
-#: trials fail for the run instead of each getting a "missing" change; only when the
-#: same trials keep vanishing for MASS_MISSING_CONFIRM runs in a row is it believed.
+#: The vanish guard.  A registry that suddenly says it has no such trial for at least
+#: MASS_MISSING_MIN trials, and at least MASS_MISSING_SHARE of the present trials it
+#: answered for, is more likely broken (a portal serving its not-found template for
+#: everything, a search index that lost records) than the trials deleted: those trials
+#: fail for the run instead of each getting a "missing" change.  Each trial keeps its
+#: own count of ANSWERED runs in a row without it (``vanish_streak``): the deletion is
+#: believed only in the MASS_MISSING_CONFIRM-th.  A failed run (503, timeout, blocked
+#: page) is no answer: it neither counts nor resets the streak; a run that finds the
+#: trial resets it.  While any trial of the source is under suspicion (withheld and
+#: not seen since), no vanish is believed early, even in a later run where few trials
+#: vanish (a run cut short by its budget answers for few).
 MASS_MISSING_MIN = 5
 MASS_MISSING_SHARE = 0.5
 MASS_MISSING_CONFIRM = 3
 
 
 def judge_vanished(vanished: list[Update], answered_present: int, states: dict[str, TrialState]) -> list[Update]:
-    """The present -> missing updates of one source's run, after the mass-disappearance guard (pure)."""
-    if len(vanished) < MASS_MISSING_MIN or len(vanished) < MASS_MISSING_SHARE * answered_present:
-        return vanished
+    """The present -> missing updates of one source's run, after the vanish guard (pure)."""
+    mass = len(vanished) >= MASS_MISSING_MIN and len(vanished) >= MASS_MISSING_SHARE * answered_present
+    suspicion = any(s.vanish_streak > 0 for s in states.values())
     out = []
     for u in vanished:
         prior = states.get(u.trial_id)
-        if prior is not None and prior.fail_streak >= MASS_MISSING_CONFIRM - 1:
-            out.append(u)  # gone for several runs in a row: believe it
+        streak = prior.vanish_streak if prior is not None else 0
+        if streak + 1 >= MASS_MISSING_CONFIRM or (not mass and not suspicion):
+            out.append(u)  # gone in enough answered runs in a row, or one of a few: believe it
             continue
+        if mass:
+            why = (
+                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
+                f"{answered_present} present trials it answered for in this run: suspected registry fault"
+            )
+        else:
+            why = "the registry says it has no such trial, during a suspected registry fault"
         out.append(
-            plan_failed(
+            plan_withheld_vanish(
                 u.trial_id,
                 u.source,
-                f"the registry says it has no such trial, as it did for {len(vanished)} of the "
-                f"{answered_present} present trials it answered for in this run: suspected registry "
-                f"fault, not recorded as deletions (believed after {MASS_MISSING_CONFIRM} runs in a row)",
+                f"{why}, not recorded as a deletion yet (answered runs without it: {streak + 1}; "
+                f"believed after {MASS_MISSING_CONFIRM} in a row)",
                 u.detected_at or utcnow(),
             )
         )

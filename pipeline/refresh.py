@@ -189,9 +189,11 @@ def _refresh_source(
     counts = tally.counts
     name = source.name
     # Least recently checked first (never checked before all): a run cut short by its
-    # budget defers the rest, and the next run starts with what was deferred.
-    checked = store.last_checked(name)
-    ids = sorted(ids, key=lambda t: checked.get(t) or "")
+    # budget defers the rest, and the next run starts with what was deferred.  "Least
+    # recently" is by run number, not by the clock: a clock that ran ahead for a while
+    # must not push the trials it stamped to the back for months.
+    checked = store.check_order(name)
+    ids = sorted(ids, key=lambda t: checked.get(t) or (0, ""))
     states = store.load_states(name, ids)
     pending: list[Update] = []
     done = 0

@@ -442,7 +442,8 @@ def test_judge_vanished_thresholds():
         return [Update(f"NCT0000000{i}", "who", "missing", changes=[{"kind": "missing"}]) for i in range(n)]
 
     def states(n, streak=0):
-        return {f"NCT0000000{i}": TrialState(f"NCT0000000{i}", "who", "present", 1, "h", streak) for i in range(n)}
+        return {f"NCT0000000{i}": TrialState(f"NCT0000000{i}", "who", "present", 1, "h", 0, vanish_streak=streak)
+                for i in range(n)}
 
     assert [u.outcome for u in judge_vanished(vanished(4), 4, states(4))] == ["missing"] * 4   # too few to judge
     assert [u.outcome for u in judge_vanished(vanished(5), 20, states(5))] == ["missing"] * 5  # a quarter: real

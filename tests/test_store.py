@@ -14,7 +14,7 @@ from pipeline.store import Store
 EXPECTED_COLUMNS = {
     "trials": ["trial_id", "source", "state", "snapshot_id", "content_hash", "title", "recruitment_status",
                "last_updated", "first_seen", "last_seen", "last_checked", "last_changed", "missing_since",
-               "fail_streak", "last_error", "alerted_failure"],
+               "fail_streak", "last_error", "alerted_failure", "vanish_streak", "checked_run"],
     "snapshots": ["id", "trial_id", "source", "content_hash", "record", "raw", "raw_format", "parser_version",
                   "fetched_at", "registry_date", "registry_version", "backfilled", "run_id"],
     "changes": ["id", "trial_id", "source", "snapshot_id", "run_id", "field", "old", "new", "added", "removed",

@@ -176,14 +176,16 @@ def test_a_database_from_a_newer_trialwatch_is_refused_and_left_alone(tmp_path):
         Store(db)
 
 
-V1_SCHEMA = SCHEMA.replace(
-    "CREATE INDEX IF NOT EXISTS fetch_log_fetched ON fetch_log (fetched_at);  -- v2: pruning by age", ""
+V1_SCHEMA = (
+    SCHEMA.replace("CREATE INDEX IF NOT EXISTS fetch_log_fetched ON fetch_log (fetched_at);  -- v2: pruning by age", "")
+    .replace("    vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld\n", "")
+    .replace("    checked_run INTEGER,                          -- v3: the run that last checked it (the check order)\n", "")
 )
 
 
 def make_v1_database(db: Path) -> None:
     """A database as trialwatch 1 left it: the v1 schema, a trial, a change, a cursor."""
-    assert V1_SCHEMA != SCHEMA
+    assert "fetch_log_fetched" not in V1_SCHEMA and "vanish_streak" not in V1_SCHEMA and "checked_run" not in V1_SCHEMA
     conn = sqlite3.connect(db)
     conn.executescript(V1_SCHEMA)
     conn.executescript(
@@ -211,10 +213,26 @@ def test_an_older_database_is_migrated_in_place_step_by_step(tmp_path):
     assert conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()[0]
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fetch_log_fetched'").fetchone()
     assert conn.execute("SELECT title FROM trials").fetchall() == [("Old",)]
+    # step 3: the vanish streak (none yet) and the run that last checked it (none known)
+    assert [r[1] for r in conn.execute("PRAGMA table_info(trials)")][-2:] == ["vanish_streak", "checked_run"]
+    assert conn.execute("SELECT vanish_streak, checked_run FROM trials").fetchall() == [(0, None)]
     conn.close()
     with Store(db) as store:  # the migrated database is a full current one
         assert store.report_cursor() == (1, 0)
         assert store.search("Old")[0]["trial_id"] == "NCT00000001"
+        assert store.load_state("NCT00000001", "ctgov").vanish_streak == 0
+        assert store.check_order("ctgov") == {"NCT00000001": (0, "")}
+    fresh = tmp_path / "new.db"
+    Store(fresh).close()
+    new_conn = sqlite3.connect(fresh)
+    migrated = sqlite3.connect(db)
+    try:  # migrated step by step, it has the columns a new database is created with
+        for table in ("trials", "fetch_log", "meta"):
+            assert [r[1:] for r in migrated.execute(f"PRAGMA table_info({table})")] == \
+                [r[1:] for r in new_conn.execute(f"PRAGMA table_info({table})")], table
+    finally:
+        new_conn.close()
+        migrated.close()
 
 
 def test_a_migration_step_that_fails_leaves_the_database_at_its_version(tmp_path, monkeypatch):
@@ -233,6 +251,29 @@ def test_a_migration_step_that_fails_leaves_the_database_at_its_version(tmp_path
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
     assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fetch_log_fetched'").fetchone()
     conn.close()
+
+
+def test_a_failed_step_3_keeps_step_2_and_the_next_open_carries_on(tmp_path, monkeypatch):
+    db = tmp_path / "t.db"
+    make_v1_database(db)
+    real = list(schema_module.MIGRATIONS)
+
+    def half_done(database):
+        database.execute("ALTER TABLE trials ADD COLUMN vanish_streak INTEGER NOT NULL DEFAULT 0")
+        raise RuntimeError("power cut in the middle of step 3")
+
+    monkeypatch.setattr("pipeline.store.base.MIGRATIONS", [real[0], half_done])
+    with pytest.raises(RuntimeError):
+        Store(db)
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fetch_log_fetched'").fetchone()  # step 2 stays
+    assert "vanish_streak" not in [r[1] for r in conn.execute("PRAGMA table_info(trials)")]  # step 3 rolled back
+    conn.close()
+    monkeypatch.setattr("pipeline.store.base.MIGRATIONS", real)
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert store.load_state("NCT00000001", "ctgov").vanish_streak == 0
 
 
 # -- 17: the file replaced under a running process --------------------------------------

@@ -29,7 +29,14 @@ Kinds and their parameters (what each simulates is in :data:`KINDS`):
 * ``huge`` (``size`` bytes, default 50 MB, streamed; chunked unless
   ``content_length: true``), ``deep_json`` (``depth``, default 100,000 nested objects);
 * ``wrong_trial``: the WHO page of another trial (``other``, default the next one in the
-  corpus) for the one requested;
+  corpus) for the one requested; on ClinicalTrials.gov, another study (``other``, default
+  the next live NCT study not asked for) in place of the ``trial`` (of every study when
+  no ``trial`` is given) in a ``/studies`` answer, for ``/studies/{id}`` and for a history
+  version;
+* ``paging_loop``: a ``/studies`` server that ignores ``pageToken``: every request gets
+  the first page again, with a ``nextPageToken``: the same one (``mode: "same"``, the
+  default, ``token`` to choose it), a new one each time (``mode: "fresh"``), or a new
+  one each time on an empty page (``mode: "empty"``);
 * ``redirect_loop``: a 302 whose Location is the request itself (a misconfigured proxy or
   captive portal);
 * ``not_found``: the registry denies the trial exists while it does (a portal serving its
@@ -68,7 +75,8 @@ KINDS: dict[str, str] = {
     "huge": "an enormous body",
     "deep_json": "JSON nested very deeply",
     "redirect_loop": "302 to the same URL, forever",
-    "wrong_trial": "the page of another trial (a portal cache mix-up)",
+    "wrong_trial": "the page (or CT.gov study) of another trial (a cache mix-up)",
+    "paging_loop": "/studies ignores pageToken: the first page again, with a nextPageToken, forever",
     "not_found": "the registry says it has no such trial (WHO not-found page, CT.gov study left out / 404)",
     "script_title": "a title with a script tag and SQL-looking text",
     "control_chars": "a title with control characters and invalid UTF-8",

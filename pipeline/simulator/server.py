@@ -234,7 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
             other = p.get("other") or (ids[(ids.index(asked) + 1) % len(ids)] if asked in ids else ids[0])
             self._send(200, HTML, owner.corpus.who_page(str(other)), {"Cache-Control": "private"})
         elif k == "wrong_trial":
-            self._send(*produce())
+            self._send(*owner._wrong_study(route, trial_ids, produce, rule))
+        elif k == "paging_loop":
+            self._send(*owner._paging_loop(route, self.path, produce, rule))
         elif k == "redirect_loop":
             self._send(302, TEXT, b"Found", {"Location": self.path})
         elif k == "not_found":
@@ -534,6 +536,59 @@ class SimulatorServer:
             s for s in doc.get("studies", [])
             if rule.trial and s.get("protocolSection", {}).get("identificationModule", {}).get("nctId") != rule.trial
         ]
+        return 200, JSON, orjson.dumps(doc), headers
+
+    def _other_study(self, asked: str, exclude: list[str], rule: FaultRule) -> dict[str, Any] | None:
+        """The study served in place of ``asked`` (``other``, or the next live NCT study not asked for)."""
+        c = self.corpus
+        other = rule.params.get("other")
+        if not other:
+            ids = c.ids
+            start = ids.index(asked) + 1 if asked in ids else 0
+            for i in range(len(ids)):
+                candidate = ids[(start + i) % len(ids)]
+                t = c.live(candidate)
+                if candidate != asked and candidate not in exclude and t is not None and t.is_nct:
+                    other = candidate
+                    break
+        t = c.live(str(other)) if other else None
+        return orjson.loads(self.api.study_bytes_for(t, None)) if t is not None else None
+
+    def _wrong_study(self, route: str, trial_ids: list[str], produce: Callable[[], Response],
+                     rule: FaultRule) -> Response:
+        """A CT.gov answer about another study than the one asked for."""
+        status, ctype, body, headers = produce()
+        if status != 200 or ctype != JSON or route not in ("ctgov.studies", "ctgov.study", "ctgov.history_version"):
+            return status, ctype, body, headers
+        doc = orjson.loads(body)
+        if route == "ctgov.history_version":
+            other = self._other_study(trial_ids[0] if trial_ids else "", trial_ids, rule)
+            return 200, JSON, orjson.dumps({**doc, "study": other or doc.get("study")}), headers
+        studies = doc.get("studies", []) if route == "ctgov.studies" else [doc]
+        for i, study in enumerate(studies):
+            nct = study.get("protocolSection", {}).get("identificationModule", {}).get("nctId")
+            if rule.trial and nct != rule.trial:
+                continue
+            other = self._other_study(str(nct), trial_ids, rule)
+            if other is not None:
+                studies[i] = other
+        out = {**doc, "studies": studies} if route == "ctgov.studies" else studies[0]
+        return 200, JSON, orjson.dumps(out), headers
+
+    def _paging_loop(self, route: str, path: str, produce: Callable[[], Response], rule: FaultRule) -> Response:
+        """``/studies`` ignoring ``pageToken``: the first page again, always with a next token."""
+        if route != "ctgov.studies":
+            return produce()
+        params = parse_qs(urlsplit(path).query, keep_blank_values=True)
+        params.pop("pageToken", None)
+        status, ctype, body, headers = self._list(params)
+        if status != 200 or ctype != JSON:
+            return status, ctype, body, headers
+        doc = orjson.loads(body)
+        mode = rule.params.get("mode", "same")
+        if mode == "empty":
+            doc["studies"] = []
+        doc["nextPageToken"] = str(rule.params.get("token", "LOOP")) if mode == "same" else f"loop{rule.applied}"
         return 200, JSON, orjson.dumps(doc), headers
 
     def _title_fault(self, kind: str, route: str, trial_ids: list[str], produce: Callable[[], Response],

@@ -20,7 +20,7 @@ from typing import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS trials (
     fail_streak INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     alerted_failure INTEGER NOT NULL DEFAULT 0,   -- a failure alert is out for the current streak
+    vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld
+    checked_run INTEGER,                          -- v3: the run that last checked it (the check order)
     PRIMARY KEY (trial_id, source)
 ) WITHOUT ROWID;
 
@@ -226,10 +228,28 @@ def _v2_fetch_log_by_age(db: sqlite_utils.Database) -> None:
     db["meta"].insert({"key": "database_id", "value": uuid.uuid4().hex}, pk="key", ignore=True)
 
 
+def _v3_check_columns(db: sqlite_utils.Database) -> None:
+    """v2 -> v3: the vanish guard's and the check order's columns on ``trials`` (issue 9).
+
+    ``vanish_streak``: answered runs in a row in which the registry denied a present
+    trial while its deletion was withheld (0 for every existing trial: no run has
+    withheld one yet).  ``checked_run``: the run that last checked the trial, so the
+    check order is by run number and no clock step can reorder it (NULL: checked
+    before the column existed, ordered by ``last_checked`` among those).  A column
+    already there (a database a pre-release build altered at open) is left as it is.
+    """
+    columns = db["trials"].columns_dict
+    if "vanish_streak" not in columns:
+        db.execute("ALTER TABLE trials ADD COLUMN vanish_streak INTEGER NOT NULL DEFAULT 0")
+    if "checked_run" not in columns:
+        db.execute("ALTER TABLE trials ADD COLUMN checked_run INTEGER")
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v2_fetch_log_by_age,
+    _v3_check_columns,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"

@@ -29,6 +29,9 @@ _ON_CONFLICT = {
     " ELSE COALESCE(trials.missing_since, excluded.missing_since) END",
     # 0 ends a streak; otherwise the number of failed runs to add
     "fail_streak": "CASE WHEN excluded.fail_streak = 0 THEN 0 ELSE trials.fail_streak + excluded.fail_streak END",
+    # the same for the answered runs in a row that denied the trial (see check_values)
+    "vanish_streak": "CASE WHEN excluded.vanish_streak = 0 THEN 0"
+    " ELSE trials.vanish_streak + excluded.vanish_streak END",
 }
 
 
@@ -127,6 +130,24 @@ def present_values(record: dict[str, Any], snapshot_id: int, content_hash: str |
     }
 
 
+def check_values(u: Update, run_id: int | None) -> dict[str, Any]:
+    """The ``trials`` columns every checked trial moves: its vanish streak and the run that checked it.
+
+    A withheld vanish (:func:`pipeline.plan.judge_vanished`) adds one answered run
+    without the trial; any other failure is no answer and leaves the streak alone
+    (the column is not written); any answer that is believed (found, missing) resets
+    it.  ``checked_run`` orders the next runs' checks (:meth:`TrialsMixin.check_order`).
+    """
+    values: dict[str, Any] = {}
+    if u.outcome != "failed":
+        values["vanish_streak"] = 0
+    elif u.suspected_vanish:
+        values["vanish_streak"] = 1
+    if run_id is not None:
+        values["checked_run"] = run_id
+    return values
+
+
 class TrialsMixin(StoreBase):
     # -- writing ------------------------------------------------------------------------
 
@@ -157,7 +178,8 @@ class TrialsMixin(StoreBase):
         conn = self.conn
         if u.outcome == "failed":
             upsert_trial(conn, u.trial_id, u.source,
-                         {"state": "pending", "fail_streak": 1, "last_error": u.error, "last_checked": now})
+                         {"state": "pending", "fail_streak": 1, "last_error": u.error, "last_checked": now,
+                          **check_values(u, run_id)})
             return
         snapshot_id = None
         if u.new_snapshot:
@@ -178,7 +200,8 @@ class TrialsMixin(StoreBase):
             insert_changes(conn, u.trial_id, u.source, snapshot_id, run_id, u.changes, now, u.backfilled)
         if u.outcome == "missing":
             upsert_trial(conn, u.trial_id, u.source, {"state": "missing", "missing_since": now, "last_checked": now,
-                                                      "fail_streak": 0, "last_error": None})
+                                                      "fail_streak": 0, "last_error": None,
+                                                      **check_values(u, run_id)})
             return
         record = u.record or {}
         if snapshot_id is not None:
@@ -190,13 +213,15 @@ class TrialsMixin(StoreBase):
                 values["last_updated"] = record["last_updated"]
         if u.changes:
             values["last_changed"] = now
+        values.update(check_values(u, run_id))
         upsert_trial(conn, u.trial_id, u.source, values)
 
     # -- reading ----------------------------------------------------------------------------
 
     def load_states(self, source: str, trial_ids: Iterable[str] | None = None, *, with_record: bool = False) -> dict[str, TrialState]:
         """Current state of the given trials (all of ``source`` when ``trial_ids`` is None)."""
-        cols = "t.trial_id, t.source, t.state, t.snapshot_id, t.content_hash, t.fail_streak, t.alerted_failure"
+        cols = ("t.trial_id, t.source, t.state, t.snapshot_id, t.content_hash, t.fail_streak, t.alerted_failure,"
+                " t.vanish_streak")
         if with_record:
             cols += ", s.record, s.parser_version"
         sql = f"SELECT {cols} FROM trials t"
@@ -223,10 +248,11 @@ class TrialsMixin(StoreBase):
                     content_hash=row[4],
                     fail_streak=row[5],
                     alerted_failure=bool(row[6]),
+                    vanish_streak=row[7] or 0,
                 )
                 if with_record:
-                    state.record = loads(row[7])
-                    state.parser_version = row[8]
+                    state.record = loads(row[8])
+                    state.parser_version = row[9]
                 out[state.trial_id] = state
         return out
 
@@ -234,10 +260,14 @@ class TrialsMixin(StoreBase):
         """One trial's state, with its current record."""
         return self.load_states(source, [trial_id], with_record=True).get(trial_id)
 
-    def last_checked(self, source: str) -> dict[str, str | None]:
-        """When each trial of ``source`` was last checked (fetched, failed or missing)."""
-        rows = self.conn.execute("SELECT trial_id, last_checked FROM trials WHERE source = ?", (source,))
-        return dict(rows.fetchall())
+    def check_order(self, source: str) -> dict[str, tuple[int, str]]:
+        """Per trial of ``source``: (the run that last checked it, 0 if none; when, as a tie-break).
+
+        By run number, not by the clock: a clock that ran ahead for a while cannot push
+        the trials it stamped to the back of the queue.
+        """
+        rows = self.conn.execute("SELECT trial_id, checked_run, last_checked FROM trials WHERE source = ?", (source,))
+        return {t: (run or 0, checked or "") for t, run, checked in rows}
 
     def load_snapshot(self, snapshot_id: int, *, with_raw: bool = True) -> dict[str, Any] | None:
         """One snapshot, record decoded; ``with_raw=False`` skips reading the raw payload."""

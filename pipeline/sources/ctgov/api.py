@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import orjson
 
-from pipeline.errors import FetchError, ParseError
+from pipeline.errors import FetchError, ParseError, RequestAbandoned
 from pipeline.sources.base import Fetched
 from pipeline.sources.ctgov.parse import (
     SOURCE,
@@ -39,24 +39,41 @@ if TYPE_CHECKING:  # pragma: no cover  (the client is handed in: no import of th
 def fetch_by_ids(
     client: RegistryClient, trial_ids: Iterable[str], *, should_stop: Callable[[], bool] = lambda: False
 ) -> Iterator[Fetched]:
-    """Yield one :class:`Fetched` per requested NCT ID (no new batch once ``should_stop()``)."""
+    """Yield one :class:`Fetched` per requested NCT ID (no new batch, nor a batch's next
+    page, once ``should_stop()``; refresh's ``should_stop`` includes the run budget, and
+    the client itself starts no request once the budget is spent)."""
     ids = list(dict.fromkeys(trial_ids))
     per_request = max(1, client.source.ids_per_request)
     for start in range(0, len(ids), per_request):
         if should_stop():
             return
-        yield from _fetch_batch(client, ids[start : start + per_request])
+        yield from _fetch_batch(client, ids[start : start + per_request], should_stop)
 
 
-def _fetch_batch(client: RegistryClient, batch: list[str]) -> Iterator[Fetched]:
+#: Empty pages a batch may take beyond the pages its IDs need ("a page may be empty").
+EXTRA_PAGES = 5
+
+
+def _fetch_batch(
+    client: RegistryClient, batch: list[str], should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[Fetched]:
+    """One ``filter.ids`` request, its pages followed.  Every page is checked before any of
+    its studies is believed: a study not asked for, a token seen before, a page that only
+    repeats studies already answered or more pages than the batch can need make the IDs
+    not yet answered fail for the run.  A stop (or the run budget spent) between pages
+    abandons them (:class:`RequestAbandoned`: refresh defers them to the next run).
+    Only when every page arrived is an ID the registry did not return *missing*."""
     wanted = set(batch)
     seen: set[str] = set()
     url = client.source.base_url + "/studies"
+    page_size = min(client.source.page_size, 1000)
     params = {
         "filter.ids": ",".join(batch),
-        "pageSize": str(min(client.source.page_size, 1000)),
+        "pageSize": str(page_size),
         "format": "json",
     }
+    max_pages = -(-len(batch) // page_size) + EXTRA_PAGES
+    tokens: set[str] = set()
     token: str | None = None
     pages = 0
     while True:
@@ -64,6 +81,10 @@ def _fetch_batch(client: RegistryClient, batch: list[str]) -> Iterator[Fetched]:
         if token:
             page_params["pageToken"] = token
         try:
+            if pages and should_stop():
+                raise RequestAbandoned(
+                    f"stopped after page {pages} of a filter.ids batch (run budget spent or stop requested)", url=url
+                )
             response = client.get(url, page_params)
             if response.status == 404:
                 raise FetchError(f"HTTP 404 from {response.url} (is sources.ctgov.base_url right?)", url=response.url, status=404)
@@ -77,18 +98,41 @@ def _fetch_batch(client: RegistryClient, batch: list[str]) -> Iterator[Fetched]:
                     f"ClinicalTrials.gov studies page: {unnamed} of {len(studies)} studies have no "
                     "protocolSection.identificationModule.nctId (API layout changed?)"
                 )
+            named = [study_nct_ids(study) for study in studies]
+            strangers = [ids[0] for ids in named if not wanted.intersection(ids)]
+            if strangers:
+                # An answer about another trial: the requested one is not "missing", and
+                # the stranger was not asked for (the WHO side's "shows another trial").
+                raise ParseError(
+                    f"ClinicalTrials.gov answered filter.ids with {len(strangers)} studies not asked for "
+                    f"({', '.join(strangers[:3])}): an answer about other trials"
+                )
+            if studies and not any(wanted.intersection(ids) - seen for ids in named):
+                raise FetchError(
+                    f"ClinicalTrials.gov repeated a page: page {pages + 1} holds only studies already "
+                    "answered (pageToken ignored? a paging loop)"
+                )
+            if token is not None and token in tokens:
+                raise FetchError(f"ClinicalTrials.gov sent nextPageToken {token[:40]!r} a second time: a paging loop")
+            if token is not None:
+                tokens.add(token)
+            if token and pages + 1 >= max_pages:
+                raise FetchError(
+                    f"ClinicalTrials.gov still had a next page after {pages + 1} pages for {len(batch)} IDs "
+                    f"(pageSize {page_size}): a paging loop"
+                )
         except (FetchError, ParseError) as exc:
             for trial_id in batch:
                 if trial_id not in seen:
                     yield Fetched(trial_id, SOURCE, "failed", error=f"{type(exc).__name__}: {exc}")
             return
         pages += 1
-        for study in studies:
-            matched = [i for i in study_nct_ids(study) if i in wanted and i not in seen]
+        for study, ids in zip(studies, named):
+            matched = [i for i in ids if i in wanted and i not in seen]
             for trial_id in matched:
                 seen.add(trial_id)
                 yield Fetched(trial_id, SOURCE, "found", payload=study, raw_format="json")
-        if not token or pages > 10_000:
+        if not token:
             break
     for trial_id in batch:
         if trial_id not in seen:
@@ -173,14 +217,31 @@ def fetch_query_pages(
 
     ahead = _Prefetcher(get) if prefetch else None
     token: str | None = None
+    tokens: set[str] = set()
+    pages_seen: set[int] = set()   # a hash of each page's IDs: a page served twice is a loop
+    empty = 0                      # empty pages in a row that still had a next page
     try:
-        for _ in range(max_pages):
+        for number in range(1, max_pages + 1):
             response = ahead.take(token) if ahead else get(token)
             if ahead:
                 guess = peek_page_token(response.body)
-                if guess:
+                if guess and guess not in tokens:
                     ahead.start(guess)  # the next page downloads while this one is parsed and processed
             studies, token, total = parse_studies_page(response.body)
+            if token is not None:
+                if token in tokens:
+                    raise FetchError(f"{url}: nextPageToken {token[:40]!r} came back on page {number}: a paging loop", url=url)
+                tokens.add(token)
+            if studies:
+                fingerprint = hash(tuple(tuple(study_nct_ids(s)) for s in studies))
+                if fingerprint in pages_seen:
+                    raise FetchError(f"{url}: page {number} repeats an earlier page (pageToken ignored? a paging loop)", url=url)
+                pages_seen.add(fingerprint)
+                empty = 0
+            elif token:
+                empty += 1
+                if empty > EXTRA_PAGES:
+                    raise FetchError(f"{url}: {empty} empty pages in a row, each with a next page: a paging loop", url=url)
             page = StudiesPage(studies, total, len(response.body))
             del studies, response  # only the consumer holds the page: it can let it go
             yield page
@@ -283,4 +344,7 @@ def fetch_history_version(client: RegistryClient, trial_id: str, version: int) -
     got, study = parse_history_version(response.body)
     if got != version:
         raise ParseError(f"asked {trial_id} version {version}, got version {got}")
+    shown = study_nct_ids(study) if isinstance(study, dict) else []
+    if shown and trial_id.upper() not in {i.upper() for i in shown}:
+        raise ParseError(f"asked {trial_id} version {version}, got study {shown[0]}: an answer about another trial")
     return study, response.body
