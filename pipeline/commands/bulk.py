@@ -268,7 +268,7 @@ def queries_cmd(app, as_json, members_of):
     their titles and recruitment status.
     """
     from pipeline.mirror import query_key
-    from pipeline.render_table import escape_controls, table
+    from pipeline.render_table import escape_controls, short, table
 
     config = app.config
     if members_of is not None:
@@ -292,7 +292,7 @@ def queries_cmd(app, as_json, members_of):
             return
         click.echo(
             table(
-                ((r["trial_id"], escape_controls(r["title"] or "-"), r["recruitment_status"] or "-", r["first_seen"])
+                ((r["trial_id"], short(escape_controls(r["title"] or "-"), 60), r["recruitment_status"] or "-", r["first_seen"])
                  for r in rows),
                 ["trial", "title", "status", "member_since"],
             )
