@@ -67,3 +67,29 @@ def test_history_and_reports_show_the_export_dates(imported):
     assert size[0]["registry_date"] == "2020-04-14" and size[0]["detected_at"].startswith(today)
     csv_text = imported("report", "--since", "7d", "--format", "csv")
     assert "registry_date" in csv_text.splitlines()[0] and "2020-04-14" in csv_text
+
+
+def test_a_version_3_database_gains_changes_registry_date(tmp_path):
+    """Migration step 4 adds the column; the old changes keep no registry date and read as before."""
+    import sqlite3
+
+    from pipeline.store import Store
+
+    path = tmp_path / "old.db"
+    store = Store(path)
+    store.conn.execute(
+        "INSERT INTO changes (trial_id, source, field, old, new, significance, detected_at)"
+        " VALUES ('NCT00000001', 'ctgov', 'target_size', '1', '2', 'enrollment', '2026-01-02T03:04:05Z')"
+    )
+    store.conn.execute("ALTER TABLE changes DROP COLUMN registry_date")
+    store.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")  # as trialwatch 3 left it
+    store.close()
+    for _ in range(2):
+        Store(path).close()
+    conn = sqlite3.connect(path)
+    assert [r[1] for r in conn.execute("PRAGMA table_info(changes)")][-1] == "registry_date"
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    conn.close()
+    with Store(path) as store:
+        (change,) = store.changes()
+        assert change["registry_date"] is None and change["detected_at"] == "2026-01-02T03:04:05Z"
