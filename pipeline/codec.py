@@ -40,9 +40,28 @@ def decompress(blob: bytes | None) -> bytes | None:
     return None if blob is None else zlib.decompress(blob)
 
 
+def query_summary(change: dict[str, Any]) -> str:
+    """A query event's sentence ("now matches query covid-recruiting")."""
+    new = change.get("new")
+    if isinstance(new, dict) and new.get("summary"):
+        return str(new["summary"])
+    return f"membership of query {change['field']} changed"
+
+
+def change_date(row: dict[str, Any]) -> str:
+    """The date a change is shown with: the registry's own date when it gave one, else ``detected_at``.
+
+    (An imported WHO export's changes carry the record's "last refreshed" date, a
+    backfilled version's the version's date; ``detected_at`` stays when trialwatch
+    recorded the change, which ``--since`` windows and alert cursors go by.)
+    """
+    return row.get("registry_date") or row["detected_at"]
+
+
 def change_json(row: dict[str, Any]) -> dict[str, Any]:
     """The public JSON form of a stored change (the keys of ``changes --json``)."""
     out = {k: row[k] for k in ("trial_id", "source", "field", "old", "new", "significance", "detected_at")}
+    out["registry_date"] = row.get("registry_date")
     out["kind"] = row.get("kind", "field")
     if row.get("added") is not None or row.get("removed") is not None:
         out["added"] = row.get("added")

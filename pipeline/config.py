@@ -85,6 +85,7 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "fields": _STR_LIST,
     "trials": _STR_LIST,
     "tags": _STR_LIST,
+    "queries": _STR_LIST,
     "sources": _STR_LIST,
     "timeout": _NUMBER,
     "failures": _BOOL,
@@ -157,6 +158,7 @@ class AlertRule:
     trials: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    queries: tuple[str, ...] = ()  # only these query watches' events (kind 'query'), whatever their trial
     failures: bool = True  # also send failure alerts (a trial failing run after run, and its recovery)
 
 
@@ -332,6 +334,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
         trials = _trial_list(values.pop("trials", []), f"{key}.trials")
         fields_ = tuple(values.pop("fields", []))
         tags = tuple(values.pop("tags", []))
+        queries = tuple(values.pop("queries", []))
         sources = tuple(values.pop("sources", []))
         for s in sources:
             if s not in SOURCES:
@@ -351,6 +354,7 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
                 trials=trials,
                 tags=tags,
                 sources=sources,
+                queries=queries,
                 failures=failures,
             )
         )
@@ -407,6 +411,14 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
         raise ConfigError("schedule.failure_alert_after: must be 1 or more runs", "schedule.failure_alert_after")
 
     alerts = _alerts(data.get("alerts", []))
+    known_queries = {q.name for q in queries}
+    for i, rule in enumerate(alerts):
+        for name in rule.queries:
+            if name not in known_queries:
+                raise ConfigError(
+                    f"alerts[{i}].queries: no query watch named {name!r} (known: {', '.join(sorted(known_queries)) or 'none'})",
+                    f"alerts[{i}].queries",
+                )
 
     return Config(
         path=path,

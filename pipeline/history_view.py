@@ -8,8 +8,9 @@ become one chain of versions numbered 1..N, oldest first:
 * A live snapshot that says what a backfilled version says (same content hash and
   the same registry ``last_updated`` date) *is* that version: it is merged into it,
   so its change is listed once (the backfill's, which is the finer-grained one).
-* Other live snapshots are versions of their own, placed by date; each chain keeps
-  its own order.
+* Other live snapshots are versions of their own, placed by date (the registry's date
+  when the snapshot has one, as an imported export's does, else when it was fetched);
+  each chain keeps its own order.
 * Changes without a snapshot (the record went missing or came back) are events
   between the versions, not numbered.
 
@@ -89,11 +90,11 @@ def build_history(
             if match is not None:
                 match.live.append(s)
             else:
-                own.append(Version(0, source, s["fetched_at"], s, [s], list(by_snapshot.get(s["id"], []))))
+                own.append(Version(0, source, registry_time(s["registry_date"]) or s["fetched_at"], s, [s], list(by_snapshot.get(s["id"], []))))
         versions = list(heapq.merge(back_versions, own, key=lambda v: v.when or ""))
         for n, v in enumerate(versions, 1):
             v.number = n
-        events = [Event(source, c["detected_at"], c) for c in loose if c["source"] == source]
+        events = [Event(source, registry_time(c.get("registry_date")) or c["detected_at"], c) for c in loose if c["source"] == source]
         out[source] = list(heapq.merge(versions, events, key=lambda e: e.when or ""))
     return out
 

@@ -7,6 +7,15 @@ stored snapshot and written in its own transaction, its row kept as the raw payl
 (``raw_format`` ``csv`` or ``xml``, a one-trial export file a better parser can re-read).
 Importing one week's file and then the next records the real changes between them.
 
+Dates: a change between two exports is dated by the registry, not by the import.
+Its ``registry_date`` (on the change and on the new snapshot) is the record's "last
+refreshed" date in the newer export, the day WHO last took the record from its
+registry; ``changes``, ``history`` and reports show that date.  ``detected_at`` stays
+the time of the import, so ``report --since 7d`` and ``changes --since`` (windows over
+what trialwatch recorded) still find a change imported today from a 2020 export, and
+alerts go out once (their cursor is the change id).  A record without a "last
+refreshed" date is dated by the import.
+
 What an import is not:
 
 * Not a statement about trials it does not list.  An export is a search result (a
@@ -128,6 +137,8 @@ def _import_rows(store: Store, data: bytes, result: ImportResult, run_id: int) -
         )
         if update.outcome == "unchanged":
             update.raw = None
+        else:
+            update.registry_date = record.get("last_refreshed") or None
         store.save_update(update, run_id)
         tally.count(update)
 

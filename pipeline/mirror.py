@@ -140,6 +140,9 @@ class QuerySync:
         self.label = f"query {query.name}"
         self.status_filter = frozenset(query.status)
         self._started: float | None = None
+        #: Record query events (a trial starts or stops matching)?  Not while the query
+        #: is (re)loaded from scratch: see :meth:`run`.
+        self.announce = False
 
     # -- one run --------------------------------------------------------------------
 
@@ -164,6 +167,12 @@ class QuerySync:
             sync_date = utcnow()[:10]
         members = store.query_members(q.name, "member")
         now = utcnow()
+        # Query events: once a query has had a complete load, a trial that starts or
+        # stops matching it is a 'query' change.  Its first complete load (and the
+        # reload after its parameters were edited) records none: it is the baseline,
+        # not news, and would flood the change log with every match; `trialwatch
+        # queries --members NAME` lists them.
+        self.announce = not fresh
         if fresh:
             seen = self._load(q.params(), members, incremental=False)
             self._reconcile(members - seen, set(), len(members))
@@ -228,9 +237,8 @@ class QuerySync:
                 matching.append(nct)
                 items.append((nct, study))
             page.studies = []  # let the page go as soon as its studies are planned
-            self._save_studies(items, matching)
+            self._save_studies(items, matching, left)
             if left:
-                self.store.set_query_members(self.query.name, left, "left")
                 self.counts["left_query"] += len(left)
             done += len(items)
             if self.progress:
@@ -253,7 +261,8 @@ class QuerySync:
         eta = (total - done) / rate if rate > 0 else 0.0
         log.info("query %s: %d/%d studies (%.0f/s, ETA %.0fs)", self.query.name, done, total, rate, eta)
 
-    def _save_studies(self, items: list[tuple[str, dict]], members: list[str]) -> None:
+    def _save_studies(self, items: list[tuple[str, dict]], members: list[str], left: list[str] = ()) -> None:
+        """Write a page's trials and their membership (matching: ``members``, stopped: ``left``) at once."""
         name = self.source.name
         states = self.store.load_states(name, [nct for nct, _ in items])
         updates = []
@@ -261,7 +270,8 @@ class QuerySync:
             fetched = Fetched(nct, name, "found", payload=study, raw_format="json")
             updates.append(plan_fetched(self.store.load_snapshot, states.get(nct), fetched, self.source))
         self._count(updates)
-        self.store.save_updates_batch(updates, self.run_id, query=self.query.name, members=members)
+        self.store.save_updates_batch(updates, self.run_id, query=self.query.name, members=members, left=left,
+                                      announce=self.announce)
 
     def _count(self, updates: Iterable[Update]) -> None:
         for update in updates:
@@ -333,7 +343,8 @@ class QuerySync:
         self._count(pending)
         self.store.save_updates_batch(pending, self.run_id)
         for state, members in marks.items():
-            self.store.set_query_members(self.query.name, members, state)
+            self.store.set_query_members(self.query.name, members, state, run_id=self.run_id,
+                                         announce=self.announce, source=name)
         self.counts["left_query"] += len(marks["left"])
         self.flush_log()
 

@@ -158,6 +158,7 @@ SIGNIFICANCE_BY_FIELD: dict[str, str] = {
 #: Significances in the order reports rank them (most significant first).
 SIGNIFICANCE_ORDER: tuple[str, ...] = (
     "status",
+    "query",  # a trial started or stopped matching a query watch (kind 'query')
     "outcomes",
     "enrollment",
     "dates",

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from pipeline.codec import query_summary
+
 WIDTH = 60
 #: The narrowest a flexible column is squeezed to, however narrow the terminal.
 MIN_FLEX = 24
@@ -182,6 +184,8 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
     if change.get("kind") in ("missing", "reappeared"):
         text = {"missing": "record no longer returned by the registry", "reappeared": "record is back"}[change["kind"]]
         return out.add(short(text, width))
+    if change.get("kind") == "query":
+        return out.add(short(escape_controls(query_summary(change)), width), "new")
     if change.get("added") is not None or change.get("removed") is not None:
         parts = [("+ ", change.get("added"), "new"), ("- ", change.get("removed"), "old")]
         parts = [(mark, items, role) for mark, items, role in parts if items]
@@ -251,9 +255,11 @@ def changes_table(changes: list[dict[str, Any]], *, width: int | None = 120, sty
     """The ``changes`` listing, the last column cut (around the change) to fit ``width``."""
     if not changes:
         return "no changes"
-    headers = ["detected_at", "trial", "source", "significance", "field", "change"]
+    from pipeline.codec import change_date
+
+    headers = ["date", "trial", "source", "significance", "field", "change"]
     fixed = [
-        [c["detected_at"], c["trial_id"], c["source"], c["significance"], escape_controls(c["field"])] for c in changes
+        [change_date(c), c["trial_id"], c["source"], c["significance"], escape_controls(c["field"])] for c in changes
     ]
     widths = [max([len(h)] + [len(r[i]) for r in fixed]) for i, h in enumerate(headers[:-1])]
     if width is not None and width - sum(widths) - 2 * len(widths) < MIN_FLEX:

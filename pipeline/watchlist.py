@@ -4,6 +4,11 @@ The config file is the single source of truth for what is watched, so the watch
 commands edit it in place with tomlkit, which keeps the user's comments and layout.
 IDs are validated before anything is written.
 
+``watch add --tag T`` also lists the IDs under ``[watch.tags] T = [...]`` (the table the
+config loader validates and alert rules select by), and ``watch add --from FILE`` /
+``watch add -`` read one ID per line (:func:`parse_id_lines`: ``#`` comments, blank
+lines; every bad line is reported with its number and nothing is written).
+
 Each edit is a read-modify-write under the config's lock (:func:`pipeline.lock.config_lock`),
 so two ``watch add`` at once both land, and the new text replaces the file atomically
 (:func:`save_config_text`), so a reader (the daemon re-reading its config) sees the old
@@ -13,12 +18,14 @@ file or the new one, never an empty or half-written one.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import tomlkit
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InvalidTrialId
 from pipeline.lock import config_lock
 from pipeline.trial_ids import normalize_trial_id
 
@@ -43,14 +50,66 @@ def _trials_array(doc: tomlkit.TOMLDocument):
     return watch["trials"]
 
 
-def add_trials(path: Path, ids: list[str]) -> list[str]:
-    """Add IDs to ``watch.trials``; returns the ones that were not there yet."""
+#: A tag name: what ``--tag`` accepts (a plain TOML key, so the file stays readable).
+TAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+
+
+def check_tag(name: str) -> str:
+    """``name`` when it is a usable tag name, else ConfigError saying what is allowed."""
+    if not TAG_NAME.match(name):
+        raise ConfigError(f"not a tag name: {name!r} (letters, digits, '-' and '_', starting with a letter or digit)",
+                          "watch.tags")
+    return name
+
+
+def parse_id_lines(text: str, where: str) -> tuple[list[str], list[str]]:
+    """Trial IDs from ``text``, one per line (pure): ``(ids, errors)``.
+
+    Blank lines and ``#`` comments (whole lines or after an ID) are skipped; each ID
+    is normalized.  An error names ``where`` and the line number:
+    ``ids.txt:3: invalid trial ID 'NCT123': <why>``.
+    """
+    ids: list[str] = []
+    errors: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        try:
+            ids.append(normalize_trial_id(value))
+        except InvalidTrialId as exc:
+            errors.append(f"{where}:{number}: {exc}")
+    return ids, errors
+
+
+def _tag_array(doc: tomlkit.TOMLDocument, tag: str):
+    watch = doc["watch"]
+    if "tags" not in watch:
+        watch["tags"] = tomlkit.table()
+    tags = watch["tags"]
+    if tag not in tags:
+        tags[tag] = tomlkit.array()
+    return tags[tag]
+
+
+def add_trials(path: Path, ids: list[str], tags: Iterable[str] = ()) -> list[str]:
+    """Add IDs to ``watch.trials`` (and to each of ``tags``) in one locked, atomic write.
+
+    Returns the IDs that were not watched yet.
+    """
     wanted = [normalize_trial_id(i) for i in ids]
+    tags = [check_tag(t) for t in tags]
     with config_lock(path):
         doc = _load(path)
         arr = _trials_array(doc)
         added = _append_new(arr, wanted)
-        if added:
+        tagged = False
+        for tag in tags:
+            tag_arr = _tag_array(doc, tag)
+            if len(tag_arr) + len(wanted) > 3:
+                tag_arr.multiline(True)
+            tagged = bool(_append_new(tag_arr, wanted)) or tagged
+        if added or tagged:
             save_config_text(path, tomlkit.dumps(doc))
     return added
 

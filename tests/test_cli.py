@@ -65,7 +65,7 @@ def test_watch_add_list_remove_edits_config_keeping_comments(tmp_path):
     assert {(r["trial_id"], r["source"]) for r in rows} == {
         ("NCT04252118", "ctgov"), ("NCT04252118", "who"), ("NCT04280705", "ctgov"), ("NCT04280705", "who"),
         ("ISRCTN83971151", "who")}
-    assert all(r["state"] == "never fetched" for r in rows)
+    assert all(r["state"] == "pending" for r in rows)
     assert run("--config", str(cfg), "watch", "remove", "NCT04252118").returncode == 0
     assert "NCT04252118" not in cfg.read_text()
 

@@ -59,10 +59,10 @@ def test_refresh_show_changes_history(live):
     assert second.returncode == 0 and "changed 6" in second.stdout and "missing 1" in second.stdout
     rows = json.loads(tw(config, "changes", "--json", "--source", "ctgov").stdout)
     assert {tuple(sorted(r)) for r in rows} == {
-        tuple(sorted(["trial_id", "source", "field", "old", "new", "significance", "detected_at", "kind",
-                      "backfilled"])),
-        tuple(sorted(["trial_id", "source", "field", "old", "new", "significance", "detected_at", "kind",
-                      "backfilled", "added", "removed"])),
+        tuple(sorted(["trial_id", "source", "field", "old", "new", "significance", "detected_at", "registry_date",
+                      "kind", "backfilled"])),
+        tuple(sorted(["trial_id", "source", "field", "old", "new", "significance", "detected_at", "registry_date",
+                      "kind", "backfilled", "added", "removed"])),
     }
     assert {r["trial_id"] for r in rows} == set(corpus.ids[:7])
     only = json.loads(tw(config, "changes", "--json", "--trial", nct).stdout)

@@ -18,7 +18,7 @@ EXPECTED_COLUMNS = {
     "snapshots": ["id", "trial_id", "source", "content_hash", "record", "raw", "raw_format", "parser_version",
                   "fetched_at", "registry_date", "registry_version", "backfilled", "run_id"],
     "changes": ["id", "trial_id", "source", "snapshot_id", "run_id", "field", "old", "new", "added", "removed",
-                "significance", "kind", "detected_at", "backfilled"],
+                "significance", "kind", "detected_at", "backfilled", "registry_date"],
     "runs": ["id", "started_at", "finished_at", "sources", "trigger", "status", "fetched", "new", "unchanged",
              "changed", "missing", "failed", "requests", "pid", "note"],
     "fetch_log": ["id", "run_id", "source", "trial_id", "url", "status", "attempts", "elapsed_ms", "error",

@@ -258,13 +258,46 @@ def search_cmd(app, text, source, limit, as_json, raw_query):
 
 @click.command("queries")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--members", "members_of", metavar="NAME",
+              help="List the trials matching this query watch, with their titles.")
 @click.pass_obj
-def queries_cmd(app, as_json):
-    """The query watches and the state of their mirror (members, last sync, last sweep)."""
+def queries_cmd(app, as_json, members_of):
+    """The query watches and the state of their mirror (members, last sync, last sweep).
+
+    With --members NAME: the trials that match query NAME (at its last sync), with
+    their titles and recruitment status.
+    """
     from pipeline.mirror import query_key
-    from pipeline.render_table import table
+    from pipeline.render_table import escape_controls, short, table
 
     config = app.config
+    if members_of is not None:
+        names = [q.name for q in config.queries]
+        if members_of not in names:
+            raise click.BadParameter(
+                f"no query watch named {members_of!r} (known: {', '.join(names) or 'none'})",
+                param_hint="'--members'",
+            )
+        rows = []
+        if config.database_path.exists():
+            with app.store() as store:
+                rows = store.query_member_rows(members_of)
+        if as_json:
+            from pipeline.commands.core import _json_out
+
+            _json_out(rows)
+            return
+        if not rows:
+            click.echo(f"query {members_of}: no members yet; run `trialwatch refresh`")
+            return
+        click.echo(
+            table(
+                ((r["trial_id"], short(escape_controls(r["title"] or "-"), 60), r["recruitment_status"] or "-", r["first_seen"])
+                 for r in rows),
+                ["trial", "title", "status", "member_since"],
+            )
+        )
+        return
     stored = {}
     if config.database_path.exists():
         with app.store() as store:

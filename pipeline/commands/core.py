@@ -19,8 +19,8 @@ from pipeline.commands.options import (
     significance_option,
     since_option,
 )
-from pipeline.errors import ConfigError
-from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, table
+from pipeline.errors import ConfigError, InvalidTrialId
+from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, short, table
 from pipeline.codec import change_json
 from pipeline.sources import SOURCES, sources_for
 from pipeline.trial_ids import normalize_trial_id
@@ -243,16 +243,56 @@ def watch_group():
 
 
 @watch_group.command("add")
-@click.argument("trial_ids", nargs=-1, required=True, callback=trial_id_arg)
+@click.argument("trial_ids", nargs=-1)
+@click.option("--tag", "tags", multiple=True, metavar="T",
+              help="Also list the trials under this tag ([watch.tags] in the config; repeatable).")
+@click.option("--from", "from_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+              help="Read trial IDs from FILE ('-': standard input), one per line; '#' starts a comment.")
 @click.pass_obj
-def watch_add(app, trial_ids):
-    """Watch these trials (NCT IDs on both registries, others on the WHO portal)."""
-    from pipeline.watchlist import add_trials
+def watch_add(app, trial_ids, tags, from_file):
+    """Watch these trials (NCT IDs on both registries, others on the WHO portal).
 
+    IDs come from the arguments, from --from FILE, or from standard input when an
+    argument is '-' (one ID per line, '#' comments, blank lines skipped).  Every ID is
+    checked first: a bad one is reported with its line number and nothing is written.
+    All are added in one edit of the config file.
+    """
+    from pipeline.watchlist import add_trials, check_tag, parse_id_lines
+
+    ids: list[str] = []
+    errors: list[str] = []
+    bulk = from_file is not None or "-" in trial_ids
+    for value in trial_ids:
+        if value == "-":
+            got, bad = parse_id_lines(sys.stdin.read(), "<stdin>")
+            ids += got
+            errors += bad
+            continue
+        ids.append(normalize_trial_id(value))  # a bad argument: its own one-line error, exit 2
+    if from_file is not None:
+        name = "<stdin>" if from_file.name == "<stdin>" else from_file.name
+        got, bad = parse_id_lines(from_file.read(), name)
+        ids += got
+        errors += bad
+    if errors:
+        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
+        raise InvalidTrialId("not trial IDs, nothing was added:\n  " + "\n  ".join(shown))
+    if not ids:
+        raise click.UsageError("no trial IDs given (arguments, --from FILE, or '-' for standard input)")
+    for tag in tags:
+        try:
+            check_tag(tag)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--tag'") from None
     app.config  # validate the file first: never edit a broken config
-    added = add_trials(app.config_path, list(trial_ids))
-    for t in trial_ids:
-        click.echo(f"{'added' if t in added else 'already watched'}: {t} ({', '.join(sources_for(t))})")
+    ids = list(dict.fromkeys(ids))
+    added = add_trials(app.config_path, ids, tags)
+    tag_note = f" (tagged {', '.join(tags)})" if tags else ""
+    if bulk:
+        click.echo(f"added {len(added)} trials, {len(ids) - len(added)} already watched{tag_note}")
+        return
+    for t in ids:
+        click.echo(f"{'added' if t in added else 'already watched'}: {t} ({', '.join(sources_for(t))}){tag_note}")
 
 
 @watch_group.command("remove")
@@ -269,40 +309,57 @@ def watch_remove(app, trial_ids):
 
 
 @watch_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--tag", "tag", metavar="T", help="Only the trials under this tag ([watch.tags]).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def watch_list(app, as_json):
-    """The watched trials with their state per source."""
+def watch_list(app, tag, as_json):
+    """The watched trials: title, state per source (present, missing, pending), last checked, tags.
+
+    'pending' is a trial not fetched yet (or that only ever failed).
+    """
     config = app.config
+    trials = config.trials
+    if tag is not None:
+        if tag not in config.tags:
+            raise click.BadParameter(f"no tag {tag!r} in [watch.tags] (known: {', '.join(sorted(config.tags)) or 'none'})",
+                                     param_hint="'--tag'")
+        trials = tuple(t for t in config.tags[tag])
+    tags_of: dict[str, list[str]] = {}
+    for name, ids in sorted(config.tags.items()):
+        for t in ids:
+            tags_of.setdefault(t, []).append(name)
     states = {}
     if config.database_path.exists():
         with app.store() as store:
             for row in store.trials():
                 states[(row["trial_id"], row["source"])] = row
     rows = []
-    for t in config.trials:
+    for t in trials:
         for s in sources_for(t):
             st = states.get((t, s), {})
             rows.append(
                 {
                     "trial_id": t,
                     "source": s,
-                    "state": st.get("state", "never fetched"),
+                    "title": st.get("title"),
+                    "state": st.get("state", "pending"),
                     "recruitment_status": st.get("recruitment_status"),
                     "last_checked": st.get("last_checked"),
                     "fail_streak": st.get("fail_streak", 0),
+                    "tags": tags_of.get(t, []),
+                    "watched": t in config.trials,
                 }
             )
     if as_json:
         _json_out(rows)
         return
     if not rows:
-        click.echo("nothing watched; add trials with `trialwatch watch add ID`")
+        click.echo(f"no trials tagged {tag}" if tag else "nothing watched; add trials with `trialwatch watch add ID`")
         return
     click.echo(
         table(
-            ((r["trial_id"], r["source"], r["state"], r["recruitment_status"] or "-", r["last_checked"] or "-",
-              r["fail_streak"]) for r in rows),
-            ["trial", "source", "state", "status", "last_checked", "fail_streak"],
+            ((r["trial_id"], r["source"], short(escape_controls(r["title"] or "-"), 50), r["state"], r["recruitment_status"] or "-",
+              r["last_checked"] or "-", ", ".join(r["tags"]) or "-") for r in rows),
+            ["trial", "source", "title", "state", "status", "last_checked", "tags"],
         )
     )

@@ -63,7 +63,7 @@ def _entry(feed: ET.Element, group: TrialGroup, feed_id: str) -> None:
     ids = [c.id for c in group.changes]
     entry = _sub(feed, "entry")
     _sub(entry, "id", f"{feed_id}:{group.source}:{group.trial_id}:changes:{min(ids)}-{max(ids)}")
-    labels = list(dict.fromkeys(field_label(c.field) for c in group.changes))
+    labels = list(dict.fromkeys(c.label for c in group.changes))
     n = len(group.changes)
     title = f"{group.trial_id}: {', '.join(labels)}"
     if group.title:

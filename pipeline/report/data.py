@@ -20,7 +20,7 @@ from pipeline.report.model import ChangeLine, Report, TrialGroup, printable
 
 CSV_COLUMNS = (
     "id", "trial_id", "source", "title", "url", "significance", "field", "kind", "old", "new",
-    "added", "removed", "detected_at", "backfilled",
+    "added", "removed", "detected_at", "registry_date", "backfilled",
 )
 
 

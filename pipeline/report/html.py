@@ -96,7 +96,7 @@ def change_html(c: ChangeLine) -> str:
         f'<div class="change"><span class="sig sig-{sig}">{sig}</span> '
         f'<span class="field">{escape(c.label)}</span>'
         + (" (backfilled history)" if c.row.get("backfilled") else "")
-        + f' <span class="when">{escape(c.detected_at)}</span>'
+        + f' <span class="when">{escape(c.when)}</span>'
     )
     if c.added is not None:
         items = [f'<li class="added"><ins>{escape(i)}</ins></li>' for i in c.added]

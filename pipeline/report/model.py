@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from pipeline.codec import query_summary
 from pipeline.record import SIGNIFICANCE_ORDER
 from pipeline.sources import SOURCES
 
@@ -138,6 +139,8 @@ class ChangeLine:
 
     @property
     def label(self) -> str:
+        if self.kind == "query":
+            return f"Query {self.row['field']}"
         return field_label(self.row["field"])
 
     @property
@@ -151,6 +154,11 @@ class ChangeLine:
     @property
     def detected_at(self) -> str:
         return self.row["detected_at"]
+
+    @property
+    def when(self) -> str:
+        """The date shown: the registry's date of the change when known, else when it was detected."""
+        return self.row.get("registry_date") or self.row["detected_at"]
 
     @property
     def rank(self) -> int:
@@ -250,6 +258,9 @@ def change_line(row: dict[str, Any]) -> ChangeLine:
         return ChangeLine(row, "present", "no longer returned by the registry")
     if kind == "reappeared":
         return ChangeLine(row, "missing", "returned by the registry again")
+    if kind == "query":  # a trial started or stopped matching a query watch
+        was = isinstance(old, dict) and old.get("state") == "member"
+        return ChangeLine(row, "matching" if was else "not matching", printable(query_summary(row)))
     line = ChangeLine(row, format_value(old), format_value(new))
     if row.get("added") is not None or row.get("removed") is not None:
         line.added = [format_item(v) for v in row.get("added") or []]

@@ -38,7 +38,7 @@ def _change(c: ChangeLine) -> list[str]:
     head = f"  [{c.significance}] {c.label}"
     if c.row.get("backfilled"):
         head += " (backfilled history)"
-    head += f"  ({c.detected_at})"
+    head += f"  ({c.when})"
     out = [head]
     if c.added is not None:
         out += [line for item in c.added for line in _wrap(item, INDENT + "+ ")]

@@ -53,7 +53,8 @@ class BackfillMixin(StoreBase):
             )
             if snapshot_id is None:
                 return None
-            insert_changes(self.conn, trial_id, source, snapshot_id, run_id, changes, detected_at, True)
+            insert_changes(self.conn, trial_id, source, snapshot_id, run_id, changes, detected_at, True,
+                           registry_date)
             return snapshot_id
 
         return self._write(insert)

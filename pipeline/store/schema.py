@@ -20,7 +20,7 @@ from typing import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -86,9 +86,10 @@ CREATE TABLE IF NOT EXISTS changes (
     added TEXT,                                   -- JSON list, for list fields
     removed TEXT,                                 -- JSON list, for list fields
     significance TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'field',           -- field | detail | missing | reappeared
-    detected_at TEXT NOT NULL,
-    backfilled INTEGER NOT NULL DEFAULT 0
+    kind TEXT NOT NULL DEFAULT 'field',           -- field | detail | missing | reappeared | query
+    detected_at TEXT NOT NULL,                    -- when trialwatch recorded it (UTC): windows, alerts
+    backfilled INTEGER NOT NULL DEFAULT 0,
+    registry_date TEXT                            -- v4: the registry's date of the change, when it gives one
 );
 CREATE INDEX IF NOT EXISTS changes_detected ON changes (detected_at);
 CREATE INDEX IF NOT EXISTS changes_trial ON changes (trial_id, source);
@@ -245,11 +246,23 @@ def _v3_check_columns(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE trials ADD COLUMN checked_run INTEGER")
 
 
+def _v4_change_registry_date(db: sqlite_utils.Database) -> None:
+    """v3 -> v4: ``changes.registry_date``, the registry's own date of a change (issue 11).
+
+    Set for changes between two imported WHO exports (the record's "last refreshed"
+    date) and for backfilled versions (the version's date); NULL for a live refresh,
+    dated by ``detected_at``.  Existing rows stay NULL: their dates are as they were.
+    """
+    if "registry_date" not in db["changes"].columns_dict:
+        db.execute("ALTER TABLE changes ADD COLUMN registry_date TEXT")
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v2_fetch_log_by_age,
     _v3_check_columns,
+    _v4_change_registry_date,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"

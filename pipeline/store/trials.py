@@ -86,11 +86,18 @@ def insert_changes(
     changes: list[dict[str, Any]],
     detected_at: str,
     backfilled: bool,
+    registry_date: str | None = None,
 ) -> None:
-    """Write change rows (inside the caller's transaction)."""
+    """Write change rows (inside the caller's transaction).
+
+    ``detected_at`` is when trialwatch recorded them (``--since`` windows select on
+    it); ``registry_date`` the registry's own date of the change, when it gives one
+    (an imported export's "last refreshed" date, a backfilled version's date).
+    """
     conn.executemany(
         "INSERT INTO changes (trial_id, source, snapshot_id, run_id, field, old, new, added, removed,"
-        " significance, kind, detected_at, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " significance, kind, detected_at, backfilled, registry_date)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 trial_id,
@@ -106,6 +113,7 @@ def insert_changes(
                 c.get("kind", "field"),
                 detected_at,
                 int(backfilled),
+                registry_date,
             )
             for c in changes
         ],
@@ -197,7 +205,8 @@ class TrialsMixin(StoreBase):
                     (snapshot_id, u.trial_id, u.source, *search_texts(u.record)),
                 )
         if u.changes:
-            insert_changes(conn, u.trial_id, u.source, snapshot_id, run_id, u.changes, now, u.backfilled)
+            insert_changes(conn, u.trial_id, u.source, snapshot_id, run_id, u.changes, now, u.backfilled,
+                           u.registry_date)
         if u.outcome == "missing":
             upsert_trial(conn, u.trial_id, u.source, {"state": "missing", "missing_since": now, "last_checked": now,
                                                       "fail_streak": 0, "last_error": None,
