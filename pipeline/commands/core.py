@@ -10,7 +10,7 @@ import threading
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, wait_option
+from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, failure_lines, wait_option
 from pipeline.commands.options import (
     SINCE_HELP,
     full_option,
@@ -112,14 +112,34 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
                 should_stop=stop,
                 full_sweep=full_sweep,
             )
+            # Failure alerts are raised now, not when `report` or the daemon runs next.
+            events = store.note_failure_streaks(config.failure_alert_after)
     if show:
         show.close()
-    for trial_id, source, error in result.failures[:20]:
-        click.echo(escape_controls(f"failed: {trial_id} ({source}): {error}"), err=True)
-    if len(result.failures) > 20:
-        click.echo(f"... and {len(result.failures) - 20} more failures (see the fetch_log table)", err=True)
+    for line in result.unreachable_lines():
+        click.echo(escape_controls(line), err=True)
+    for line in failure_lines(result.listed_failures()):
+        click.echo(escape_controls(line), err=True)
+    for line in failure_alert_lines(events, config.failure_alert_after):
+        click.echo(escape_controls(line), err=True)
     click.echo(f"run {result.run_id}: {result.summary()}")
     sys.exit(result.exit_code)
+
+
+def failure_alert_lines(events: list[dict], threshold: int) -> list[str]:
+    """What the failure alerts a run raised say, a line per source and kind (pure)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for e in events:
+        groups.setdefault((e["kind"], e["source"]), []).append(e["trial_id"])
+    lines = []
+    for (kind, source), ids in groups.items():
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        if kind == "failing":
+            lines.append(f"failure alert raised ({source}): {shown} failed {threshold} or more runs in a row "
+                         "(sent by `trialwatch deliver` or the daemon)")
+        else:
+            lines.append(f"recovered ({source}): {shown}")
+    return lines
 
 
 @click.command("show")
