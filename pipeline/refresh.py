@@ -57,12 +57,13 @@ class RefreshResult:
     def exit_code(self) -> int:
         return 1 if self.counts["failed"] else 0
 
-    def unreachable_lines(self) -> list[str]:
+    def unreachable_lines(self, only: str | None = None) -> list[str]:
         """One line per source given up for the run: what, why, how many trials, which key to fix."""
         return [
             f"{name}: cannot connect to {base} ({cause}); {n} trial{'s' if n != 1 else ''} not checked; "
             f"check sources.{name}.base_url"
             for name, (base, cause, n) in self.unreachable.items()
+            if only is None or name == only
         ]
 
     def listed_failures(self) -> list[tuple[str, str, str]]:
@@ -128,6 +129,7 @@ def refresh(
 
     with recorded_run(store, chosen, trigger, pid=os.getpid(), fetch_log_days=config.fetch_log_days) as run:
         run_id = run.run_id
+        store.start_run_sources(run_id, chosen)
         result = RefreshResult(run_id=run_id)
         run.counts = result.counts
 
@@ -180,6 +182,8 @@ def refresh(
                     u = client.unreachable
                     result.unreachable[name] = (u.base_url, u.cause, len(ids))
                 result.by_source[name] = tally.counts
+                store.finish_run_source(run_id, name, tally.counts,
+                                        note=next(iter(result.unreachable_lines(name)), None))
                 result.counts.update(tally.counts)
                 result.failures.extend(tally.failures)
                 result.not_found.extend(tally.not_found)

@@ -102,6 +102,8 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
         end = datetime.fromisoformat(run["finished_at"].replace("Z", "+00:00"))
         duration = (end - start).total_seconds()
     counts = {k: run[k] for k in ("fetched", "new", "unchanged", "changed", "missing", "failed", "requests")}
+    if any(v is None for v in counts.values()):
+        counts = None  # a run of several sources recorded before per-source counts: the split is unknown
     running = run["status"] == "running" and pid_alive(run.get("pid"))
     status = run["status"] if run["status"] != "running" or running else "interrupted (process gone)"
     return {
@@ -113,6 +115,7 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
         "trigger": run["trigger"],
         "sources": run["sources"],
         "counts": counts,
+        "note": run.get("note"),
     }
 
 
@@ -131,7 +134,7 @@ def render_status(doc: dict[str, Any]) -> str:
         if run:
             c = run["counts"]
             took = f"{run['duration_s']:.0f} s" if run["duration_s"] is not None else "-"
-            counts = (
+            counts = "-" if c is None else (
                 f"fetched {c['fetched']}, new {c['new']}, changed {c['changed']}, "
                 f"missing {c['missing']}, failed {c['failed']}"
             )
@@ -140,6 +143,9 @@ def render_status(doc: dict[str, Any]) -> str:
         else:
             rows.append((name, "never", "-", "-", s["next_run"] or "-", s["schedule"]))
     lines.append(table(rows, ["source", "last run", "took", "counts", "next run", "schedule"]))
+    for name, s in doc["sources"].items():
+        if s["enabled"] and s["last_run"] and s["last_run"].get("note"):
+            lines.append(f"last run of {name}: {printable(s['last_run']['note'])}")
     lines.append("")
     if doc["failing_trials"]:
         lines.append(f"trials failing (a failure alert after {doc['failure_alert_after']} runs in a row):")
