@@ -23,7 +23,7 @@ from pipeline.errors import ConfigError
 from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, table
 from pipeline.codec import change_json
 from pipeline.sources import SOURCES, sources_for
-from pipeline.trial_ids import normalize_trial_id
+from pipeline.trial_ids import normalize_trial_id, registry_of
 
 def trial_id_arg(ctx, param, value):
     """Click callback: validate one or many trial IDs (exit 2 on a bad one)."""
@@ -151,10 +151,23 @@ def failure_alert_lines(events: list[dict], threshold: int) -> list[str]:
 @click.pass_obj
 def show_cmd(app, trial_id, source, as_json, full):
     """Print the current normalized record of a trial."""
-    source = source or sources_for(trial_id)[0]
+    holders = sources_for(trial_id)
+    if source is not None and source not in holders:
+        # Ask the sources which IDs they hold: ChiCTR trials are not on ClinicalTrials.gov.
+        kind = registry_of(trial_id) or "this registry's"
+        raise click.ClickException(
+            f"{kind} trials are not on {SOURCES[source].label}: {trial_id} is not a trial it holds"
+            + (f"; try --source {' or --source '.join(holders)}" if holders else "")
+        )
+    source = source or holders[0]
     with app.store() as store:
         state = store.load_state(trial_id, source)
     if state is None or state.record is None:
+        if state is not None and state.state == "missing" and state.snapshot_id is None:
+            raise click.ClickException(
+                f"{trial_id} was not found in the registry ({SOURCES[source].label}): it has never returned "
+                "this ID; check it"
+            )
         if state is not None and state.state == "missing":
             raise click.ClickException(f"{trial_id} is missing from {source} (the registry no longer returns it)")
         raise click.ClickException(
@@ -307,7 +320,8 @@ def watch_list(app, as_json):
                 {
                     "trial_id": t,
                     "source": s,
-                    "state": st.get("state", "never fetched"),
+                    "state": ("not found" if st.get("state") == "missing" and st.get("snapshot_id") is None
+                              else st.get("state", "never fetched")),
                     "recruitment_status": st.get("recruitment_status"),
                     "last_checked": st.get("last_checked"),
                     "fail_streak": st.get("fail_streak", 0),
