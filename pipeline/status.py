@@ -119,6 +119,18 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _grouped_failing(failing: list[dict[str, Any]]) -> list[tuple[tuple, str]]:
+    """Failing trials with the same source, streak, alert and error as one row: "A, B, C and 9 more (x12)"."""
+    groups: dict[tuple, list[str]] = {}
+    for t in failing:
+        groups.setdefault((t["source"], t["fail_streak"], t["alerted"], t["last_error"]), []).append(t["trial_id"])
+    out = []
+    for key, ids in groups.items():
+        label = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        out.append((key, label + (f" (\u00d7{len(ids)})" if len(ids) > 1 else "")))
+    return out
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The status document as terminal text (pure)."""
     d = doc["daemon"]
@@ -151,8 +163,8 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"trials failing (a failure alert after {doc['failure_alert_after']} runs in a row):")
         lines.append(
             table(
-                ((t["trial_id"], t["source"], t["fail_streak"], "yes" if t["alerted"] else "no",
-                  short(printable(t["last_error"] or ""), 70)) for t in doc["failing_trials"]),
+                ((trials, source, streak, "yes" if alerted else "no", short(printable(error or ""), 70))
+                 for (source, streak, alerted, error), trials in _grouped_failing(doc["failing_trials"])),
                 ["trial", "source", "runs failed", "alerted", "last error"],
             )
         )

@@ -59,7 +59,11 @@ def test_an_unreachable_source_shows_its_own_failure_in_status(tmp_path):
     assert ctgov["counts"]["failed"] == len(nct) and ctgov["counts"]["fetched"] == 0
     assert who["counts"]["failed"] == 0 and who["counts"]["fetched"] == len(corpus.ids)
     assert ctgov["note"].startswith("ctgov: cannot connect to http://127.0.0.1:9/api/v2") and who["note"] is None
-    assert "last run of ctgov: ctgov: cannot connect" in run(path, "status").output
+    text = run(path, "status").output
+    assert "last run of ctgov: ctgov: cannot connect" in text
+    # the failing trials share one error: one row, with a count
+    failing_rows = [line for line in text.splitlines() if line.startswith(nct[0])]
+    assert len(failing_rows) == 1 and f"(\u00d7{len(nct)})" in failing_rows[0], text
 
 
 def test_migration_gives_old_refresh_runs_their_sources(tmp_path):
