@@ -9,7 +9,10 @@ state (pure), and the store saves it (one transaction per trial that changed;
 unchanged trials in batches, since only timestamps move for them).  Then the
 source's query watches, if it has any (:mod:`pipeline.mirror`).  A trial that fails
 is data in the result, never an exception that aborts the run; a source that fails
-does not stop the others.
+does not stop the others.  A source that cannot be connected to at all is given up
+for the run (:class:`~pipeline.errors.SourceUnreachable`): its trials fail with the
+reason and ``RefreshResult.unreachable`` says so in one line.  Each source's own
+counts are recorded in ``run_sources`` (what ``trialwatch status`` shows).
 """
 
 from __future__ import annotations
