@@ -195,6 +195,8 @@ class Daemon:
                     result.summary(),
                     self._next_note(source),
                 )
+                for line in result.unreachable_lines():
+                    log.error("%s", line)
                 if self.should_stop():
                     log.info("%s: stopping: alerts not delivered now, they wait for the next run", source)
                     return outcome

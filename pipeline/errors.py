@@ -16,6 +16,9 @@ The hierarchy says what to retry and what never to retry:
         ``ResponseTooLarge``     the body passed the size cap.
         ``RequestAbandoned``     not started or cut short by a stop request or the run budget:
                                  the trial is deferred to the next run, not failed.
+        ``SourceUnreachable``    the first few attempts in a row of a run could not connect to the
+                                 registry at all (refused, DNS, TLS): the source is given up for
+                                 the run; its trials fail, none is sent another request.
     ``ParseError``           a document we could not read (truncated JSON, HTML where JSON was
                              expected, a page that lost most of its fields at once).  Never
                              retried: the same bytes give the same failure.
@@ -90,3 +93,14 @@ class LockHeld(TrialwatchError):
 class RequestAbandoned(FetchError):
     """A request not started, or cut short, because the run was told to stop (SIGTERM) or
     its ``run_budget`` ran out: not the registry's fault, so the trial is deferred, not failed."""
+
+
+class SourceUnreachable(FetchError):
+    """The registry could not be connected to at all in this run (its first attempts in a row
+    were refused, or its name did not resolve, or TLS failed): the source is given up for the
+    run.  ``cause`` says why in a few words ("connection refused")."""
+
+    def __init__(self, message: str, *, url: str | None = None, base_url: str = "", cause: str = ""):
+        super().__init__(message, url=url)
+        self.base_url = base_url
+        self.cause = cause

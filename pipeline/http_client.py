@@ -23,7 +23,12 @@ politeness and retry policy live here and nowhere else:
 * no request starts once the run's budget is spent or a stop was requested (a
   rate-limit wait ends early for the same reasons);
 * other 4xx are permanent :class:`FetchError`; a 404 is returned to the caller,
-  for whom it means "missing".
+  for whom it means "missing";
+* a registry that cannot be connected to at all (refused, DNS failure, TLS failure,
+  connect timeout) in the first :data:`UNREACHABLE_AFTER` attempts in a row of a run,
+  before any connection to it succeeded, is given up for the run:
+  :class:`SourceUnreachable` is raised, then raised at once for every later request
+  (nothing is sent).  One such error, then a success, is only retried as any other.
 
 Parsing never happens here, so a parse error can never be retried by accident.
 """
@@ -45,9 +50,39 @@ import httpx
 import tenacity
 
 from pipeline.config import SourceConfig
-from pipeline.errors import FetchError, RequestAbandoned, ResponseTooLarge, TransientFetchError
+from pipeline.errors import FetchError, RequestAbandoned, ResponseTooLarge, SourceUnreachable, TransientFetchError
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 403})
+
+#: Attempts in a row that could not connect, with no connection made yet in the run,
+#: after which a source is given up for the run (:class:`SourceUnreachable`).
+UNREACHABLE_AFTER = 3
+
+
+def connect_cause(exc: BaseException) -> str:
+    """Why a connection could not be made, in a few words, from httpx's exception chain."""
+    import ssl
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return f"host name not resolved: {seen.strerror or seen}"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS failed: {getattr(seen, 'verify_message', None) or seen.reason or seen}"
+        if isinstance(seen, (httpx.ConnectTimeout, httpcore.ConnectTimeout, socket.timeout)):
+            return "connection timed out"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "name resolution" in lowered:
+        return f"host name not resolved: {text}"
+    if "ssl" in lowered or "certificate" in lowered:
+        return f"TLS failed: {text}"
+    return text or type(exc).__name__
 
 
 @dataclass
@@ -327,6 +362,10 @@ class RegistryClient:
         self._sleep = sleep
         self.requests = 0
         self._count_lock = threading.Lock()
+        #: Set once the source is given up for the run (see :data:`UNREACHABLE_AFTER`).
+        self.unreachable: SourceUnreachable | None = None
+        self._connected = False       # a connection to the registry succeeded in this run
+        self._connect_failures = 0    # attempts in a row that could not connect
 
     # -- the retry policy ---------------------------------------------------------
 
@@ -373,7 +412,16 @@ class RegistryClient:
             if attempts:
                 self._check_may_start(url)
             attempts += 1
-            return self._attempt(url, params)
+            try:
+                response = self._attempt(url, params)
+            except TransientFetchError as exc:
+                cause = getattr(exc, "connect_cause", None)
+                if cause is not None:
+                    self._note_connect_failure(url, cause)
+                raise
+            with self._count_lock:
+                self._connect_failures = 0
+            return response
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientFetchError),
@@ -393,6 +441,25 @@ class RegistryClient:
         self._log(full_url, response.status, attempts, started, None, trial_id)
         return response
 
+    def _note_connect_failure(self, url: str, cause: str) -> None:
+        """Count an attempt that could not connect; give the source up (raise) after a few in a row."""
+        with self._count_lock:
+            self._connect_failures += 1
+            if self._connected or self._connect_failures < UNREACHABLE_AFTER:
+                return
+            if self.unreachable is None:
+                base = self.source.base_url
+                self.unreachable = SourceUnreachable(
+                    f"cannot connect to {base} ({cause})", url=url, base_url=base, cause=cause
+                )
+        raise self._unreachable_error()
+
+    def _unreachable_error(self) -> SourceUnreachable:
+        """A fresh SourceUnreachable like the one that gave the source up (threads raise their own)."""
+        u = self.unreachable
+        assert u is not None
+        return SourceUnreachable(str(u), url=u.url, base_url=u.base_url, cause=u.cause)
+
     def _stopping(self) -> bool:
         return self.should_stop is not None and self.should_stop()
 
@@ -400,7 +467,10 @@ class RegistryClient:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _check_may_start(self, url: str) -> None:
-        """RequestAbandoned once a stop was requested or the run's budget is spent."""
+        """RequestAbandoned once a stop was requested or the run's budget is spent;
+        SourceUnreachable once the source was given up for the run."""
+        if self.unreachable is not None:
+            raise self._unreachable_error()
         if self._stopping():
             raise RequestAbandoned(f"run stopped before requesting {url}", url=url)
         if self._budget_spent():
@@ -445,8 +515,12 @@ class RegistryClient:
             if deadline.reason in ("stop", "budget"):
                 raise RequestAbandoned(f"{url}: {deadline.describe()}", url=url) from None
             if deadline.reason == "timeout":
-                raise TransientFetchError(f"timeout fetching {url}: too slow, {deadline.describe()}", url=url) from None
-            raise TransientFetchError(f"timeout fetching {url}: {type(exc).__name__}", url=url) from None
+                error = TransientFetchError(f"timeout fetching {url}: too slow, {deadline.describe()}", url=url)
+            else:
+                error = TransientFetchError(f"timeout fetching {url}: {type(exc).__name__}", url=url)
+            if isinstance(exc, httpx.ConnectTimeout):
+                error.connect_cause = "connection timed out"  # type: ignore[attr-defined]
+            raise error from None
 
     def _read(self, url: str, params: dict[str, Any] | None, deadline: Deadline) -> Response:
         """One GET under ``deadline``, its body read in a stream (see :meth:`_attempt`)."""
@@ -456,6 +530,7 @@ class RegistryClient:
             with self.http.stream(
                 "GET", url, params=params, headers=headers, timeout=self.source.timeout
             ) as response:
+                self._connected = True
                 status = response.status_code
                 where = str(response.request.url)
                 if status in RETRY_STATUSES:
@@ -491,7 +566,10 @@ class RegistryClient:
         except httpx.TransportError as exc:
             if isinstance(exc, httpx.TimeoutException):
                 raise  # _attempt says which limit it was
-            raise TransientFetchError(f"network error fetching {url}: {type(exc).__name__}: {exc}", url=url) from None
+            error = TransientFetchError(f"network error fetching {url}: {type(exc).__name__}: {exc}", url=url)
+            if isinstance(exc, httpx.ConnectError):
+                error.connect_cause = connect_cause(exc)  # type: ignore[attr-defined]
+            raise error from None
         except httpx.DecodingError as exc:
             raise TransientFetchError(f"undecodable response from {url}: {exc}", url=url) from None
         except httpx.TooManyRedirects:

@@ -74,6 +74,9 @@ class Update:
     #: A failure that is the registry's "no such trial", withheld by the vanish guard:
     #: it counts towards the trial's ``vanish_streak``; any other failure does not.
     suspected_vanish: bool = False
+    #: "missing" for a trial the registry never returned (no snapshot ever): a wrong ID,
+    #: not a deletion.
+    never_found: bool = False
 
 
 def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str) -> Update:
@@ -81,7 +84,8 @@ def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str)
     changes = []
     if state is not None and state.state == "present":
         changes = [missing_change()]
-    return Update(trial_id, source, "missing", changes=changes, detected_at=now)
+    never_found = state is None or state.snapshot_id is None
+    return Update(trial_id, source, "missing", changes=changes, detected_at=now, never_found=never_found)
 
 
 def plan_failed(trial_id: str, source: str, error: str, now: str) -> Update:
@@ -255,10 +259,14 @@ class Tally:
     counts: Counter = field(default_factory=Counter)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     interrupted: bool = False
+    #: (trial, source) of the trials the registry has never returned: wrong IDs, likely.
+    not_found: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, update: Update) -> None:
         counts = self.counts
         counts[update.outcome] += 1
+        if update.outcome == "missing" and update.never_found:
+            self.not_found.append((update.trial_id, update.source))
         if update.outcome == "failed":
             self.failures.append((update.trial_id, update.source, update.error or ""))
         elif update.outcome != "missing":
@@ -273,4 +281,5 @@ class Tally:
     def add(self, other: Tally) -> None:
         self.counts.update(other.counts)
         self.failures.extend(other.failures)
+        self.not_found.extend(other.not_found)
         self.interrupted = self.interrupted or other.interrupted

@@ -9,7 +9,10 @@ state (pure), and the store saves it (one transaction per trial that changed;
 unchanged trials in batches, since only timestamps move for them).  Then the
 source's query watches, if it has any (:mod:`pipeline.mirror`).  A trial that fails
 is data in the result, never an exception that aborts the run; a source that fails
-does not stop the others.
+does not stop the others.  A source that cannot be connected to at all is given up
+for the run (:class:`~pipeline.errors.SourceUnreachable`): its trials fail with the
+reason and ``RefreshResult.unreachable`` says so in one line.  Each source's own
+counts are recorded in ``run_sources`` (what ``trialwatch status`` shows).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pipeline.clock import utcnow
 from pipeline.config import Config
 from pipeline.http_client import RegistryClient, build_http_client
 from pipeline.mirror import refresh_queries
-from pipeline.plan import Tally, Update, judge_vanished, plan_fetched
+from pipeline.plan import Tally, Update, judge_vanished, plan_failed, plan_fetched
 from pipeline.run_record import recorded_run
 from pipeline.sources import SOURCES, Source
 from pipeline.store import Store
@@ -47,10 +50,28 @@ class RefreshResult:
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     interrupted: bool = False
     by_source: dict[str, Counter] = field(default_factory=dict)
+    #: Sources given up for the run because they could not be connected to:
+    #: name -> (base_url, cause, trials not checked).
+    unreachable: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    #: (trial, source) of watched trials the registry has never returned (wrong IDs, likely).
+    not_found: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.counts["failed"] else 0
+
+    def unreachable_lines(self, only: str | None = None) -> list[str]:
+        """One line per source given up for the run: what, why, how many trials, which key to fix."""
+        return [
+            f"{name}: cannot connect to {base} ({cause}); {n} trial{'s' if n != 1 else ''} not checked; "
+            f"check sources.{name}.base_url"
+            for name, (base, cause, n) in self.unreachable.items()
+            if only is None or name == only
+        ]
+
+    def listed_failures(self) -> list[tuple[str, str, str]]:
+        """The failures to list one by one: those of a source given up for the run are its one line."""
+        return [f for f in self.failures if f[1] not in self.unreachable]
 
     def summary(self) -> str:
         c = self.counts
@@ -58,6 +79,10 @@ class RefreshResult:
             f"fetched {c['fetched']}, new {c['new']}, unchanged {c['unchanged']}, changed {c['changed']}, "
             f"missing {c['missing']}, failed {c['failed']}"
         )
+        if self.not_found:
+            ids = [f"{t} ({s})" for t, s in self.not_found]
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            text += f" (not found in the registry: {shown})"
         if c["reappeared"]:
             text += f", reappeared {c['reappeared']}"
         if c["deferred"]:
@@ -107,6 +132,7 @@ def refresh(
 
     with recorded_run(store, chosen, trigger, pid=os.getpid(), fetch_log_days=config.fetch_log_days) as run:
         run_id = run.run_id
+        store.start_run_sources(run_id, chosen)
         result = RefreshResult(run_id=run_id)
         run.counts = result.counts
 
@@ -147,7 +173,7 @@ def refresh(
                 if ids:
                     tally.add(_refresh_source(store, client, source, ids, run_id, progress=progress, stop=stop,
                                               flush_log=flush_log))
-                if run_queries and not stop():
+                if run_queries and not stop() and client.unreachable is None:
                     tally.add(
                         refresh_queries(
                             config, store, client, source, run_id,
@@ -155,9 +181,15 @@ def refresh(
                         )
                     )
                 tally.counts["requests"] = client.requests
+                if client.unreachable is not None:
+                    u = client.unreachable
+                    result.unreachable[name] = (u.base_url, u.cause, len(ids))
                 result.by_source[name] = tally.counts
+                store.finish_run_source(run_id, name, tally.counts,
+                                        note=next(iter(result.unreachable_lines(name)), None))
                 result.counts.update(tally.counts)
                 result.failures.extend(tally.failures)
+                result.not_found.extend(tally.not_found)
                 result.interrupted = result.interrupted or tally.interrupted
                 if stop():
                     result.interrupted = True
@@ -166,6 +198,8 @@ def refresh(
             if own_http:
                 http.close()
         run.interrupted = result.interrupted
+        if result.unreachable:
+            run.note = "; ".join(result.unreachable_lines())
     return result
 
 
@@ -220,7 +254,10 @@ def _refresh_source(
                 pending = []
                 flush_log()
 
-    for fetched in source.fetch(client, ids, should_stop=lambda: stop() or _budget_spent(client)):
+    def cut_short() -> bool:
+        return stop() or _budget_spent(client) or client.unreachable is not None
+
+    for fetched in source.fetch(client, ids, should_stop=cut_short):
         if fetched.trial_id in handled:
             continue
         handled.add(fetched.trial_id)
@@ -244,6 +281,15 @@ def _refresh_source(
             break
     for update in judge_vanished(vanished, answered_present, states):
         account(update)
+    if client.unreachable is not None and not stop():
+        # Given up for the run: every trial not handled fails with the reason (never
+        # "missing", never deferred as if the budget ran out; no answer for the vanish guard).
+        error = f"SourceUnreachable: {client.unreachable}"
+        now = utcnow()
+        for trial_id in ids:
+            if trial_id not in handled:
+                handled.add(trial_id)
+                account(plan_failed(trial_id, name, error, now))
     save(pending)
     flush_log()
     counts["deferred"] += total - len(handled)

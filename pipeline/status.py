@@ -102,6 +102,8 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
         end = datetime.fromisoformat(run["finished_at"].replace("Z", "+00:00"))
         duration = (end - start).total_seconds()
     counts = {k: run[k] for k in ("fetched", "new", "unchanged", "changed", "missing", "failed", "requests")}
+    if any(v is None for v in counts.values()):
+        counts = None  # a run of several sources recorded before per-source counts: the split is unknown
     running = run["status"] == "running" and pid_alive(run.get("pid"))
     status = run["status"] if run["status"] != "running" or running else "interrupted (process gone)"
     return {
@@ -113,7 +115,20 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
         "trigger": run["trigger"],
         "sources": run["sources"],
         "counts": counts,
+        "note": run.get("note"),
     }
+
+
+def _grouped_failing(failing: list[dict[str, Any]]) -> list[tuple[tuple, str]]:
+    """Failing trials with the same source, streak, alert and error as one row: "A, B, C and 9 more (x12)"."""
+    groups: dict[tuple, list[str]] = {}
+    for t in failing:
+        groups.setdefault((t["source"], t["fail_streak"], t["alerted"], t["last_error"]), []).append(t["trial_id"])
+    out = []
+    for key, ids in groups.items():
+        label = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        out.append((key, label + (f" (\u00d7{len(ids)})" if len(ids) > 1 else "")))
+    return out
 
 
 def render_status(doc: dict[str, Any]) -> str:
@@ -131,7 +146,7 @@ def render_status(doc: dict[str, Any]) -> str:
         if run:
             c = run["counts"]
             took = f"{run['duration_s']:.0f} s" if run["duration_s"] is not None else "-"
-            counts = (
+            counts = "-" if c is None else (
                 f"fetched {c['fetched']}, new {c['new']}, changed {c['changed']}, "
                 f"missing {c['missing']}, failed {c['failed']}"
             )
@@ -140,13 +155,16 @@ def render_status(doc: dict[str, Any]) -> str:
         else:
             rows.append((name, "never", "-", "-", s["next_run"] or "-", s["schedule"]))
     lines.append(table(rows, ["source", "last run", "took", "counts", "next run", "schedule"]))
+    for name, s in doc["sources"].items():
+        if s["enabled"] and s["last_run"] and s["last_run"].get("note"):
+            lines.append(f"last run of {name}: {printable(s['last_run']['note'])}")
     lines.append("")
     if doc["failing_trials"]:
         lines.append(f"trials failing (a failure alert after {doc['failure_alert_after']} runs in a row):")
         lines.append(
             table(
-                ((t["trial_id"], t["source"], t["fail_streak"], "yes" if t["alerted"] else "no",
-                  short(printable(t["last_error"] or ""), 70)) for t in doc["failing_trials"]),
+                ((trials, source, streak, "yes" if alerted else "no", short(printable(error or ""), 70))
+                 for (source, streak, alerted, error), trials in _grouped_failing(doc["failing_trials"])),
                 ["trial", "source", "runs failed", "alerted", "last error"],
             )
         )

@@ -88,7 +88,7 @@ def test_a_version_3_database_gains_changes_registry_date(tmp_path):
         Store(path).close()
     conn = sqlite3.connect(path)
     assert [r[1] for r in conn.execute("PRAGMA table_info(changes)")][-1] == "registry_date"
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
     with Store(path) as store:
         (change,) = store.changes()

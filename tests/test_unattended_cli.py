@@ -37,9 +37,11 @@ def test_status_shows_last_and_next_runs_and_failing_trials(app):
     assert empty["sources"]["ctgov"]["last_run"] is None and empty["failing_trials"] == []
     store = Store(app.db)
     run_id = store.start_run(["ctgov"], "daemon")
+    store.start_run_sources(run_id, ["ctgov"])  # as refresh() records a run
     save(store, None, record("NCT01000001"), run_id=run_id)
     for _ in range(3):
         fail(store, "NCT01000002", error="HTTP 503")
+    store.finish_run_source(run_id, "ctgov", {"fetched": 1, "new": 1, "failed": 1})
     store.finish_run(run_id, {"fetched": 1, "new": 1, "failed": 1})
     store.close()
     now = datetime.now(timezone.utc)

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.plan import MASS_MISSING_CONFIRM, judge_vanished
 from pipeline.plan import TrialState, Update
+from pipeline.store import SCHEMA_VERSION
 
 from sim_world import STUDIES, WHO_PAGE, SimWorld
 
@@ -192,5 +193,5 @@ def test_an_older_database_gains_the_new_trials_columns(tmp_path):
     columns = [r[1] for r in conn.execute("PRAGMA table_info(trials)")]
     assert columns[-2:] == ["vanish_streak", "checked_run"]
     assert conn.execute("SELECT fail_streak, vanish_streak, checked_run FROM trials").fetchall() == [(2, 0, None)]
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)  # and step 4
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()

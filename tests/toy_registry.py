@@ -76,6 +76,11 @@ class ToySource:
     def extract(self, body: bytes, trial_id: str | None) -> Any:
         return self.normalize(trial_id or "", body)
 
+    def check(self, client, trial_ids) -> str:
+        trial_id = next(iter(trial_ids), "ISRCTN00000000")
+        response = client.get(f"{client.source.base_url}/trials/{trial_id}", trial_id=trial_id)
+        return f"answered HTTP {response.status} for {trial_id}"
+
 
 class ToyServer:
     """The toy registry's API on ``http://127.0.0.1:<free port>``; ``trials`` is its data."""

@@ -42,6 +42,28 @@ def check_sources_enabled(config, sources: Iterable[str]) -> None:
             )
 
 
+def failure_lines(failures: Iterable[tuple[str, str, str]], limit: int = 20) -> list[str]:
+    """The ``failed:`` lines of a run: identical errors once, with the trials and a count (pure).
+
+    ``failures`` are (what, source, error).  At most ``limit`` lines, then one saying how
+    many more there are.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for what, source, error in failures:
+        groups.setdefault((source, error), []).append(what)
+    lines = []
+    for (source, error), whats in groups.items():
+        if len(whats) == 1:
+            lines.append(f"failed: {whats[0]} ({source}): {error}")
+            continue
+        shown = ", ".join(whats[:3]) + (f" and {len(whats) - 3} more" if len(whats) > 3 else "")
+        lines.append(f"failed: {shown} ({source}): {error} (\u00d7{len(whats)})")
+    if len(lines) > limit:
+        rest = sum(len(w) for w in list(groups.values())[limit:])
+        lines = lines[:limit] + [f"... and {rest} more failures (see the fetch_log table)"]
+    return lines
+
+
 def wait_option(default: bool = False):
     """``--wait/--no-wait``: wait for the refresh lock's holder, or exit 3 at once."""
     what = "wait for it (default), or exit 3" if default else "wait for it, or exit 3 (default)"

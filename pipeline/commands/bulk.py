@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, wait_option
+from pipeline.commands import SOURCE_CHOICE, failure_lines, wait_option
+from pipeline.render_table import escape_controls
 from pipeline.record import COMMON_FIELDS
 from pipeline.sources import SOURCES, Source
 from pipeline.trial_ids import normalize_trial_id, registry_of
@@ -150,8 +151,8 @@ def import_ictrp_cmd(app, files, wait):
             except OSError as exc:
                 raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from None
             click.echo(f"{path.name}: run {result.run_id}: {result.summary()}")
-            for trial_id, error in result.failures[:10]:
-                click.echo(f"  failed: {trial_id}: {error}", err=True)
+            for line in failure_lines(((t, path.name, e) for t, e in result.failures), limit=10):
+                click.echo(escape_controls(f"  {line}"), err=True)
             failed += len(result.failures)
     sys.exit(1 if failed else 0)
 

@@ -10,7 +10,7 @@ import threading
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, wait_option
+from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, failure_lines, wait_option
 from pipeline.commands.options import (
     SINCE_HELP,
     full_option,
@@ -23,7 +23,7 @@ from pipeline.errors import ConfigError, InvalidTrialId
 from pipeline.render_table import changes_table, describe_change, escape_controls, record_lines, short, table
 from pipeline.codec import change_json
 from pipeline.sources import SOURCES, sources_for
-from pipeline.trial_ids import normalize_trial_id
+from pipeline.trial_ids import normalize_trial_id, registry_of
 
 def trial_id_arg(ctx, param, value):
     """Click callback: validate one or many trial IDs (exit 2 on a bad one)."""
@@ -112,14 +112,34 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
                 should_stop=stop,
                 full_sweep=full_sweep,
             )
+            # Failure alerts are raised now, not when `report` or the daemon runs next.
+            events = store.note_failure_streaks(config.failure_alert_after)
     if show:
         show.close()
-    for trial_id, source, error in result.failures[:20]:
-        click.echo(escape_controls(f"failed: {trial_id} ({source}): {error}"), err=True)
-    if len(result.failures) > 20:
-        click.echo(f"... and {len(result.failures) - 20} more failures (see the fetch_log table)", err=True)
+    for line in result.unreachable_lines():
+        click.echo(escape_controls(line), err=True)
+    for line in failure_lines(result.listed_failures()):
+        click.echo(escape_controls(line), err=True)
+    for line in failure_alert_lines(events, config.failure_alert_after):
+        click.echo(escape_controls(line), err=True)
     click.echo(f"run {result.run_id}: {result.summary()}")
     sys.exit(result.exit_code)
+
+
+def failure_alert_lines(events: list[dict], threshold: int) -> list[str]:
+    """What the failure alerts a run raised say, a line per source and kind (pure)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for e in events:
+        groups.setdefault((e["kind"], e["source"]), []).append(e["trial_id"])
+    lines = []
+    for (kind, source), ids in groups.items():
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        if kind == "failing":
+            lines.append(f"failure alert raised ({source}): {shown} failed {threshold} or more runs in a row "
+                         "(sent by `trialwatch deliver` or the daemon)")
+        else:
+            lines.append(f"recovered ({source}): {shown}")
+    return lines
 
 
 @click.command("show")
@@ -131,10 +151,23 @@ def refresh_cmd(app, sources, trials, wait, progress, full_sweep):
 @click.pass_obj
 def show_cmd(app, trial_id, source, as_json, full):
     """Print the current normalized record of a trial."""
-    source = source or sources_for(trial_id)[0]
+    holders = sources_for(trial_id)
+    if source is not None and source not in holders:
+        # Ask the sources which IDs they hold: ChiCTR trials are not on ClinicalTrials.gov.
+        kind = registry_of(trial_id) or "this registry's"
+        raise click.ClickException(
+            f"{kind} trials are not on {SOURCES[source].label}: {trial_id} is not a trial it holds"
+            + (f"; try --source {' or --source '.join(holders)}" if holders else "")
+        )
+    source = source or holders[0]
     with app.store() as store:
         state = store.load_state(trial_id, source)
     if state is None or state.record is None:
+        if state is not None and state.state == "missing" and state.snapshot_id is None:
+            raise click.ClickException(
+                f"{trial_id} was not found in the registry ({SOURCES[source].label}): it has never returned "
+                "this ID; check it"
+            )
         if state is not None and state.state == "missing":
             raise click.ClickException(f"{trial_id} is missing from {source} (the registry no longer returns it)")
         raise click.ClickException(
@@ -342,7 +375,8 @@ def watch_list(app, tag, as_json):
                     "trial_id": t,
                     "source": s,
                     "title": st.get("title"),
-                    "state": st.get("state", "pending"),
+                    "state": ("not found" if st.get("state") == "missing" and st.get("snapshot_id") is None
+                              else st.get("state", "pending")),
                     "recruitment_status": st.get("recruitment_status"),
                     "last_checked": st.get("last_checked"),
                     "fail_streak": st.get("fail_streak", 0),

@@ -39,7 +39,7 @@ def extract_cmd(source, trial_id, file):
     except BlockedPageError as exc:
         raise click.ClickException(f"{file}: blocked or error page, not a trial record: {exc}") from None
     except ParseError as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
+        raise click.ClickException(f"{file}: not a {registry.label} record this command can read: {exc}") from None
     if out is None:
         raise click.ClickException(f"{file}: the {registry.label} not-found page (no such trial)")
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))

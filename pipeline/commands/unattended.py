@@ -13,12 +13,83 @@ import click
 from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
 from pipeline.commands.options import SINCE_HELP, since_option
 from pipeline.commands.core import StopFlag
+from pipeline.render_table import escape_controls
 
 def register(cli: click.Group) -> None:
+    cli.add_command(check_cmd)
     cli.add_command(daemon_cmd)
     cli.add_command(status_cmd)
     cli.add_command(report_cmd)
     cli.add_command(deliver_cmd)
+
+
+@click.command("check")
+@click.option("--channels", is_flag=True,
+              help="Also send each alert channel a test message (marked as a test; not recorded as a delivery).")
+@click.pass_obj
+def check_cmd(app, channels):
+    """Check the setup: the config, each enabled source, and (--channels) each alert channel.
+
+    Validates the config file, reaches each enabled registry with one cheap request
+    (ClinicalTrials.gov /version, one WHO portal page) and, with --channels, sends
+    each [[alerts]] channel a message marked as a test (no change is delivered, no
+    cursor moves).  One line per item, "ok" or "FAIL" and what was seen.  Exits 0
+    when every item is ok, 1 otherwise.
+    """
+    import time
+
+    from pipeline.errors import ConfigError, FetchError, ParseError
+    from pipeline.http_client import RegistryClient, build_http_client
+    from pipeline.refresh import watched_ids
+    from pipeline.sources import SOURCES
+
+    try:
+        config = app.config
+    except ConfigError as exc:
+        click.echo(f"config: FAIL {exc}")
+        sys.exit(1)
+    enabled = config.enabled_sources()
+    click.echo(
+        f"config: ok ({app.config_path}: {len(config.trials)} trials watched; sources enabled: "
+        f"{', '.join(enabled) or 'none'}; {len(config.alerts)} alert rule{'s' if len(config.alerts) != 1 else ''})"
+    )
+    ok = bool(enabled)
+    if not enabled:
+        click.echo("sources: FAIL no source is enabled (sources.<name>.enabled)")
+    for name in config.sources:
+        if name not in enabled:
+            click.echo(f"{name}: disabled (sources.{name}.enabled = false)")
+    with build_http_client() as http:
+        for name in enabled:
+            cfg = config.sources[name]
+            client = RegistryClient(cfg, http, deadline=time.monotonic() + min(cfg.run_budget, 120.0))
+            try:
+                detail = SOURCES[name].check(client, watched_ids(config, name))
+            except (FetchError, ParseError) as exc:
+                ok = False
+                cause = getattr(exc, "cause", None) or getattr(exc, "connect_cause", None)
+                if cause:
+                    click.echo(f"{name}: FAIL cannot connect to {cfg.base_url} ({cause}); check sources.{name}.base_url")
+                else:
+                    click.echo(escape_controls(f"{name}: FAIL {cfg.base_url}: {type(exc).__name__}: {exc}"))
+                continue
+            click.echo(escape_controls(f"{name}: ok {cfg.base_url}: {detail}"))
+    if channels:
+        ok = _test_channels(config, None) and ok
+    sys.exit(0 if ok else 1)
+
+
+def _test_channels(config, only: str | None) -> bool:
+    """Send each channel (or ``only``) a test message; a line each; True when all went out."""
+    from pipeline.deliver import send_test_messages
+
+    if not config.alerts:
+        click.echo("alerts: none configured ([[alerts]] in the config)")
+        return True
+    outcomes = send_test_messages(config, only=only)
+    for o in outcomes:
+        click.echo(escape_controls(f"alert {o.name!r} ({o.channel}): {'ok' if o.ok else 'FAIL'} {o.detail}"))
+    return all(o.ok for o in outcomes)
 
 
 @click.command("daemon")
@@ -178,8 +249,10 @@ def _write_atomically(path: Path, text: str) -> None:
 @click.command("deliver")
 @click.option("--alert", "only", help="Only the alert rule with this name.")
 @click.option("--wait/--no-wait", default=True, help="If a refresh is running: wait for it (default), or exit 3.")
+@click.option("--test", "test", is_flag=True,
+              help="Only send each channel a message marked as a test (nothing delivered, no cursor moved).")
 @click.pass_obj
-def deliver_cmd(app, only, wait):
+def deliver_cmd(app, only, wait, test):
     """Deliver the alerts not yet sent to each channel (what the daemon does after a run).
 
     For cron users: run it after `trialwatch refresh`.  Exits 1 when a channel
@@ -200,6 +273,8 @@ def deliver_cmd(app, only, wait):
             + (f"the config has: {known}" if known else "the config has no [[alerts]]"),
             param_hint="'--alert'",
         )
+    if test:
+        sys.exit(0 if _test_channels(config, only) else 1)
     if not config.alerts:
         click.echo("no [[alerts]] in the config: nothing to deliver")
         return

@@ -157,6 +157,50 @@ def deliver_pending(
     return outcomes
 
 
+@dataclass
+class TestOutcome:
+    """What sending one channel a test message came to."""
+
+    name: str
+    channel: str
+    ok: bool
+    detail: str
+
+
+def send_test_messages(
+    config: Config,
+    *,
+    only: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    senders: Mapping[str, Callable[[Batch], str]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[TestOutcome]:
+    """Send each alert channel (or only ``only``) one message marked as a test.
+
+    Nothing is read from or written to the store: a test is not a delivery, and no
+    channel's cursor moves.  Errors are redacted like a delivery's.
+    """
+    environ = os.environ if environ is None else environ
+    redact = Redactor(secret_values(config, environ))
+    now = utcnow()
+    out = []
+    for rule in config.alerts:
+        if only and rule.name != only:
+            continue
+        report = build_report([], [], generated_at=now, title="trialwatch TEST message (not an alert)")
+        report.test = True
+        batch = Batch(rule, report, [], [], now, environ, should_stop=should_stop)
+        send = (senders or {}).get(rule.channel) or _sender(rule.channel)
+        try:
+            detail = send(batch)
+            out.append(TestOutcome(rule.name, rule.channel, True, redact(f"test message sent ({detail})")))
+        except DeliveryError as exc:
+            out.append(TestOutcome(rule.name, rule.channel, False, redact(str(exc))))
+        except Exception as exc:  # a channel bug must not stop the other channels
+            out.append(TestOutcome(rule.name, rule.channel, False, redact(f"unexpected {type(exc).__name__}: {exc}")))
+    return out
+
+
 #: Default bounds of one message (``batch_max_items``, ``batch_max_bytes`` per alert rule):
 #: far below the 1 MB body limit that web servers apply by default (nginx, many proxies).
 BATCH_MAX_ITEMS = 100
@@ -300,4 +344,4 @@ def _deliver_one(config, store, rule: AlertRule, environ, redact, titles, sender
     return outcome
 
 
-__all__ = ["Batch", "BatchTooLarge", "DeliveryError", "DeliveryStopped", "PartialDelivery", "DeliveryOutcome", "Redactor", "deliver_pending", "note_failures", "secret_values"]
+__all__ = ["TestOutcome", "send_test_messages", "Batch", "BatchTooLarge", "DeliveryError", "DeliveryStopped", "PartialDelivery", "DeliveryOutcome", "Redactor", "deliver_pending", "note_failures", "secret_values"]

@@ -49,6 +49,7 @@ def webhook_payload(batch: Batch) -> dict[str, Any]:
         "idempotency_key": batch.idempotency_key,
         "changes": [alert_change_json(c) for c in batch.changes],
         "failures": [failure_json(f) for f in batch.failures],
+        **({"test": True} if batch.report.test else {}),
     }
 
 

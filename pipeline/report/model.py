@@ -219,6 +219,8 @@ class Report:
     since: str | None                    # a human description of the window
     groups: list[TrialGroup]
     failures: list[FailureLine]
+    #: A test message (`trialwatch check --channels`, `deliver --test`): no change, not an alert.
+    test: bool = False
 
     @property
     def change_lines(self) -> list[ChangeLine]:
@@ -234,6 +236,8 @@ class Report:
 
     def summary(self) -> str:
         """One line of counts: '5 changes in 3 trials (status 2, outcomes 1, other 2); 1 failing'."""
+        if self.test:
+            return "TEST message: the channel works; not an alert, nothing changed"
         n = len(self.change_lines)
         if n:
             counts = self.counts()

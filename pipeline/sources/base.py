@@ -10,7 +10,7 @@ for every source (:mod:`pipeline.plan`, :mod:`pipeline.refresh`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import orjson
 
@@ -88,6 +88,14 @@ class Source(Protocol):
 
     def extract(self, body: bytes, trial_id: str | None) -> Any:
         """``trialwatch extract``: a saved response as normalized JSON; None for a not-found page."""
+
+    def check(self, client: RegistryClient, trial_ids: Sequence[str]) -> str:
+        """``trialwatch check``: one cheap request showing the registry answers as expected (I/O).
+
+        ``trial_ids`` are the watched trials it holds (a registry without an
+        endpoint of its own may probe one of them).  Returns what it saw in a few
+        words; raises FetchError / ParseError when the answer is not usable.
+        """
 
 
 def raw_bytes(payload: Any) -> bytes:

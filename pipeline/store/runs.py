@@ -62,10 +62,34 @@ class RunsMixin(StoreBase):
         params.append(limit)
         return [dict(r) for r in self.db.query(sql, params)]
 
+    def start_run_sources(self, run_id: int, sources: Iterable[str]) -> None:
+        """Mark ``run_id`` as a refresh of ``sources`` (their counts come with :meth:`finish_run_source`)."""
+        rows = [(run_id, s) for s in sources]
+        self._write(lambda: self.conn.executemany(
+            "INSERT OR IGNORE INTO run_sources (run_id, source, fetched, new, unchanged, changed, missing, failed,"
+            " requests) VALUES (?, ?, 0, 0, 0, 0, 0, 0, 0)", rows))
+
+    def finish_run_source(self, run_id: int, source: str, counts: dict[str, int], note: str | None = None) -> None:
+        """Record one source's own counts in a refresh run."""
+        values = [int(counts.get(c, 0)) for c in _COUNTS]
+        self._write(lambda: self.conn.execute(
+            f"INSERT OR REPLACE INTO run_sources (run_id, source, {', '.join(_COUNTS)}, note)"
+            f" VALUES (?, ?, {', '.join('?' for _ in _COUNTS)}, ?)", [run_id, source, *values, note]))
+
     def last_run(self, source: str) -> dict[str, Any] | None:
-        """The most recent run that covered ``source`` (None when it never ran)."""
-        rows = self.runs(limit=1, source=source)
-        return rows[0] if rows else None
+        """The most recent refresh run of ``source``, with that source's own counts (None when
+        it never ran).  A backfill or an import run is never a source's last run."""
+        cols = ", ".join(f"rs.{c} AS {c}" for c in _COUNTS)
+        row = self.conn.execute(
+            f"SELECT r.id, r.started_at, r.finished_at, r.sources, r.trigger, r.status, r.pid,"
+            f" rs.note AS note, {cols} FROM run_sources rs JOIN runs r ON r.id = rs.run_id"
+            " WHERE rs.source = ? ORDER BY rs.run_id DESC LIMIT 1",
+            (source,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ["id", "started_at", "finished_at", "sources", "trigger", "status", "pid", "note", *_COUNTS]
+        return dict(zip(keys, row))
 
     # -- fetch log ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -124,6 +124,24 @@ CREATE TABLE IF NOT EXISTS fetch_log (
     error TEXT,
     fetched_at TEXT NOT NULL
 );
+-- v4: each source's part of a refresh run (a backfill or import run has none), so
+-- `status` shows a source's own counts and its last refresh.  Counts are NULL where
+-- unknown (a run of several sources recorded before v4).
+CREATE TABLE IF NOT EXISTS run_sources (
+    run_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    fetched INTEGER,
+    new INTEGER,
+    unchanged INTEGER,
+    changed INTEGER,
+    missing INTEGER,
+    failed INTEGER,
+    requests INTEGER,
+    note TEXT,                                    -- e.g. why the source was given up for the run
+    PRIMARY KEY (run_id, source)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_sources_source ON run_sources (source, run_id);
+
 CREATE INDEX IF NOT EXISTS fetch_log_run ON fetch_log (run_id);
 CREATE INDEX IF NOT EXISTS fetch_log_fetched ON fetch_log (fetched_at);  -- v2: pruning by age
 
@@ -257,12 +275,41 @@ def _v4_change_registry_date(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE changes ADD COLUMN registry_date TEXT")
 
 
+def _v5_run_sources(db: sqlite_utils.Database) -> None:
+    """v4 -> v5: the ``run_sources`` table (issue 11: ``status`` counts per source).
+
+    Every earlier refresh run (not a backfill or an import) gets a row per source it
+    covered: its counts when it covered one source, NULL counts (unknown split) when
+    it covered several.
+    """
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS run_sources (run_id INTEGER NOT NULL, source TEXT NOT NULL,"
+        " fetched INTEGER, new INTEGER, unchanged INTEGER, changed INTEGER, missing INTEGER,"
+        " failed INTEGER, requests INTEGER, note TEXT, PRIMARY KEY (run_id, source)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS run_sources_source ON run_sources (source, run_id)")
+    rows = db.execute(
+        "SELECT id, sources, fetched, new, unchanged, changed, missing, failed, requests FROM runs"
+        " WHERE coalesce(trigger, '') NOT IN ('backfill', 'import') AND coalesce(note, '') != 'backfill'"
+    ).fetchall()
+    for run_id, sources, *counts in rows:
+        names = [n for n in (sources or "").split(",") if n]
+        for name in names:
+            values = counts if len(names) == 1 else [None] * len(counts)
+            db.execute(
+                "INSERT OR IGNORE INTO run_sources (run_id, source, fetched, new, unchanged, changed, missing,"
+                " failed, requests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, name, *values],
+            )
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v2_fetch_log_by_age,
     _v3_check_columns,
     _v4_change_registry_date,
+    _v5_run_sources,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import orjson
@@ -118,6 +118,11 @@ class ClinicalTrialsGov:
             _version, study = parse_history_version(body)
             return normalize_study(study)
         return normalize_study(parse_study(body))
+
+    def check(self, client: RegistryClient, trial_ids: Sequence[str]) -> str:
+        """``GET /version``: the API's version and the date of its data."""
+        data = api.fetch_version(client)
+        return f"API {data.get('apiVersion')}, data of {data.get('dataTimestamp') or 'unknown date'}"
 
 
 SOURCE = ClinicalTrialsGov()

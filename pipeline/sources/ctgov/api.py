@@ -298,6 +298,21 @@ class _Prefetcher:
         self._result = (None, None)
 
 
+def fetch_version(client: RegistryClient) -> dict:
+    """``GET /version``: ``{"apiVersion": ..., "dataTimestamp": ...}`` (FetchError / ParseError otherwise)."""
+    response = client.get(client.source.base_url + "/version")
+    if response.status != 200:
+        hint = " (is sources.ctgov.base_url right?)" if response.status == 404 else ""
+        raise FetchError(f"HTTP {response.status} from {response.url}{hint}", url=response.url, status=response.status)
+    try:
+        data = orjson.loads(response.body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"ClinicalTrials.gov /version: invalid JSON ({exc})") from None
+    if not isinstance(data, dict) or not data.get("apiVersion"):
+        raise ParseError("ClinicalTrials.gov /version: no apiVersion in the answer (not the API v2?)")
+    return data
+
+
 def fetch_data_timestamp(client: RegistryClient) -> str | None:
     """``dataTimestamp`` of ``GET /version``: it moves only when the registry's data did."""
     response = client.get(client.source.base_url + "/version")

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
-from pipeline.errors import ParseError
+from pipeline.errors import FetchError, ParseError
 from pipeline.record import WHO_EXTRA_FIELDS, Record
 from pipeline.sources.base import COMMON_DEFAULTS, Fetched, raw_bytes
 from pipeline.sources.who import portal
@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from pipeline.http_client import RegistryClient
 
 NAME = portal.SOURCE
+
+#: The trial `trialwatch check` asks the portal for when no trial is watched.
+PROBE_TRIAL = "NCT04252118"
 
 
 def _id_key(value: str) -> str:
@@ -98,6 +101,17 @@ class WhoIctrp:
     def extract(self, body: bytes, trial_id: str | None) -> Any:
         """A saved ``Trial2.aspx`` page, normalized (None: the portal's not-found page)."""
         return parse_trial_page(body, trial_id or "")
+
+    def check(self, client: RegistryClient, trial_ids: Sequence[str]) -> str:
+        """One portal page (the first watched trial's, else the seed trial's), judged by its content."""
+        trial_id = next(iter(trial_ids), PROBE_TRIAL)
+        response = client.get(portal.page_url(client.source.base_url), {"TrialID": trial_id}, trial_id=trial_id)
+        if response.status == 404:
+            raise FetchError(f"HTTP 404 from {response.url} (is sources.{NAME}.base_url right?)", url=response.url)
+        record = self.normalize(trial_id, response.body)  # BlockedPageError / ParseError for a bad page
+        if record is None:
+            return f"portal answered: its not-found page for {trial_id}"
+        return f"portal answered: the page of {trial_id}"
 
 
 SOURCE = WhoIctrp()

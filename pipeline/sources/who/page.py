@@ -275,6 +275,11 @@ def _decode(body: bytes | str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def _page_of(requested_id: str) -> str:
+    """How a message names the page: "WHO page for X", or "WHO page" when no ID was asked for."""
+    return f"WHO page for {requested_id}" if requested_id else "WHO page"
+
+
 def parse_trial_page(body: bytes | str, requested_id: str) -> Record | None:
     """The normalized record of one ``Trial2.aspx`` page, or None for the not-found page.
 
@@ -285,7 +290,7 @@ def parse_trial_page(body: bytes | str, requested_id: str) -> Record | None:
     """
     html = _decode(body)
     if not html.strip():
-        raise ParseError(f"WHO page for {requested_id}: empty body")
+        raise ParseError(f"{_page_of(requested_id)}: empty body")
     try:
         tree = LexborHTMLParser(html)
         page = _Page(tree)
@@ -295,33 +300,33 @@ def parse_trial_page(body: bytes | str, requested_id: str) -> Record | None:
             reason = _blocked_reason(tree, html)
             if reason is not None:
                 raise BlockedPageError(
-                    f"WHO portal returned a blocked/error page for {requested_id} ({reason!r})"
+                    f"WHO portal returned a blocked/error page{' for ' + requested_id if requested_id else ''} ({reason!r})"
                 )
             if page.items and page.has_text():
                 raise ParseError(
-                    f"WHO page for {requested_id}: trial content but no "
+                    f"{_page_of(requested_id)}: trial content but no "
                     "DataList3_ctl01_TrialIDLabel (layout changed?)"
                 )
             if page.tables or page.items:
                 return None  # the portal's not-found page: empty DataList tables
-            raise ParseError(f"WHO page for {requested_id}: not a Trial2.aspx page (no DataList markup)")
+            raise ParseError(f"{_page_of(requested_id)}: not a Trial2.aspx page (no DataList markup)")
         found = sum(1 for name in _SUBSTANTIVE_MAIN if _line(main, name))
         if found < _MIN_SUBSTANTIVE:
             raise ParseError(
-                f"WHO page for {requested_id} ({trial_id}): only {found} of "
+                f"{_page_of(requested_id)} ({trial_id}): only {found} of "
                 f"{len(_SUBSTANTIVE_MAIN)} main fields readable (layout changed?)"
             )
         missing = [n for n in _REQUIRED_SECTIONS if n not in page.tables and n not in page.items]
         if missing:
             raise ParseError(
-                f"WHO page for {requested_id} ({trial_id}): section table(s) "
+                f"{_page_of(requested_id)} ({trial_id}): section table(s) "
                 f"{', '.join(missing)} missing (layout changed?)"
             )
         return _build(page, main, trial_id)
     except (BlockedPageError, ParseError):
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError, RecursionError) as exc:
-        raise ParseError(f"WHO page for {requested_id}: unreadable ({type(exc).__name__}: {exc})") from exc
+        raise ParseError(f"{_page_of(requested_id)}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def _items_text(rows: list[dict[str, LexborNode]], preferred: tuple[str, ...] = ()) -> list[str]:
