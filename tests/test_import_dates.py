@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.clock import utcnow
+from pipeline.store import SCHEMA_VERSION
 
 APR7 = "COVID19-927-trials_7Apr2020.csv"
 APR15 = "COVID19-1135-trials_15Apr2020.csv"
