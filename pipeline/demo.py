@@ -51,6 +51,16 @@ def write_demo_config(folder: Path, ctgov_url: str, who_url: str, trial_ids: lis
     return path
 
 
+def _reuse_hint(config_path: Path, port: int, size: int) -> str:
+    """How to use the kept demo config again: its simulator stops with the demo."""
+    return (
+        f"the simulator stops with the demo; to use {config_path} again, start it on the same port:\n"
+        f"  trialwatch simulate --port {port} --size {size} &\n"
+        f"  trialwatch --config {config_path} refresh\n"
+        "(a new simulator starts again at simulated day 0, so its first refresh records day 1's changes undone)"
+    )
+
+
 def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[str], None] = print) -> int:
     """Run the demo; returns the number of changes found on the second refresh."""
     from pipeline.simulator.corpus import Corpus
@@ -86,6 +96,8 @@ def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[st
                 third = refresh(config, store, trigger="demo")
                 echo(f"refresh 3 (nothing changed upstream): {third.summary()}")
                 echo(f"database: {config.database_path}" + (" (temporary; use --dir to keep it)" if temp else ""))
+                if temp is None:
+                    echo(_reuse_hint(config_path, server.port, len(corpus.ids)))
                 return len(rows)
     finally:
         if temp is not None:

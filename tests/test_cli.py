@@ -155,3 +155,32 @@ def test_since_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, since):
         assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
         assert re.search(r"Invalid value for '?--since'?:", result.stderr), result.stderr
         assert result.stderr.count("--since") == 1  # the option is named once
+
+
+def test_demo_dir_says_how_to_use_its_config_again_and_that_works(tmp_path):
+    """The kept demo config points at a simulator that stopped with the demo: the demo
+    prints the command that starts one on the same port, and with it the config works."""
+    import time
+    import urllib.request
+
+    folder = tmp_path / "demo"
+    result = run("demo", "--dir", str(folder))
+    assert result.returncode == 0, result.stderr
+    hint = re.search(r"trialwatch simulate --port (\d+) --size (\d+)", result.stdout)
+    assert hint, result.stdout
+    port, size = hint.groups()
+    sim = subprocess.Popen([sys.executable, "-m", "pipeline", "simulate", "--port", port, "--size", size],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/version", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        again = run("--config", str(folder / "config.toml"), "refresh", "--no-progress")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "failed 0" in again.stdout
+    finally:
+        sim.terminate()
+        sim.wait(10)
