@@ -102,6 +102,9 @@ class Daemon:
         self._config_path = config_path
         self._config_signature = self._signature()
         self._reload_lock = threading.Lock()
+        #: Set when the database was deleted or replaced under the daemon: it stops.
+        self.fatal: str | None = None
+        self._db_existed = config.database_path.exists()
 
     def _signature(self) -> tuple[int, int, int] | None:
         """What tells a changed config file: inode (an atomic replace), mtime and size."""
@@ -168,10 +171,16 @@ class Daemon:
         return None
 
     def run_source(self, source: str) -> JobOutcome:
-        """Refresh one source and deliver; never raises (a failing source must not stop the other)."""
+        """Refresh one source and deliver; never raises (a failing source must not stop the other).
+
+        A database deleted or replaced under the daemon sets :attr:`fatal` instead of
+        being retried: :meth:`run_forever` then stops.
+        """
         from pipeline.deliver import deliver_pending, note_failures
+        from pipeline.errors import DatabaseReplaced
         from pipeline.refresh import refresh
         from pipeline.store import open_store
+        from pipeline.store.base import replaced_message
 
         outcome = JobOutcome(source, ran=False)
         self._maybe_reload()
@@ -181,7 +190,11 @@ class Daemon:
             return outcome
         started = time.monotonic()
         try:
+            if self._db_existed and not config.database_path.exists():
+                # opening it would create an empty file: a new history, silently
+                raise DatabaseReplaced(replaced_message(config.database_path))
             with open_store(config) as store:
+                self._db_existed = True
                 store.check_identity()  # the file this daemon started on, not a new one
                 result = refresh(config, store, sources=[source], trigger="daemon", should_stop=self.should_stop)
                 outcome.ran, outcome.run_id = True, result.run_id
@@ -203,6 +216,10 @@ class Daemon:
                 note_failures(config, store)
                 outcomes = deliver_pending(config, store, should_stop=self.should_stop)
                 outcome.delivery_failures = sum(1 for o in outcomes if not o.ok)
+        except DatabaseReplaced as exc:  # never retried: the daemon stops (exit 1)
+            outcome.error = str(exc)
+            self.fatal = str(exc)
+            log.error("%s: %s", source, exc)
         except Exception as exc:  # logged, and the next run tries again
             outcome.error = f"{type(exc).__name__}: {exc}"
             log.error("%s: run failed: %s", source, outcome.error)
@@ -262,8 +279,10 @@ class Daemon:
         self.start()
         channels = ", ".join(f"{r.channel} {r.name!r}" for r in self.config.alerts) or "none configured"
         log.info("daemon running (pid %d); alerts: %s; SIGTERM or Ctrl-C stops it", os.getpid(), channels)
-        while not stop_event.wait(1.0):
-            pass
+        while not stop_event.wait(0.5):
+            if self.fatal is not None:
+                log.error("stopping: %s", self.fatal)
+                break
         log.info("stopping: letting the trial in hand finish")
         assert self.scheduler is not None
         self.scheduler.shutdown(wait=True)

@@ -86,6 +86,14 @@ class StoreError(TrialwatchError):
     """The database could not be written; the transaction was rolled back."""
 
 
+class DatabaseReplaced(StoreError):
+    """The database file was deleted or replaced under a running process.
+
+    Going on would silently start a new history, so a long-running process (the
+    daemon) stops instead of retrying at its next job.
+    """
+
+
 class LockHeld(TrialwatchError):
     """Another process is refreshing this database."""
 

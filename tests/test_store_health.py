@@ -315,8 +315,9 @@ def test_the_daemon_stops_when_its_database_is_deleted(tmp_path):
             for suffix in ("", "-wal", "-shm"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
             wait_for(lambda: "deleted or replaced" in log.read_text(), what="the daemon noticing")
-            time.sleep(1.5)  # a few more scheduled jobs: each refuses
-            assert query(db, "SELECT count(*) FROM runs") in ([], [(0,)])  # no new history began
+            assert proc.wait(15) == 1  # it stops, with an error, instead of retrying at each job
+            assert "Error: database" in log.read_text()
+            assert not db.exists()  # no new, empty database was created: no new history began
         finally:
             stop(proc)
 

@@ -147,8 +147,12 @@ def daemon_cmd(app, once, sources, wait, log_level):
         try:
             daemon.run_forever(stop.event)
         finally:
-            with open_store(config) as store:
-                store.set_meta("daemon", None)
+            if daemon.fatal is None:  # a deleted database is not re-created to say goodbye
+                with open_store(config) as store:
+                    store.set_meta("daemon", None)
+    if daemon.fatal is not None:
+        click.echo(f"Error: {daemon.fatal}", err=True)
+        sys.exit(1)
     sys.exit(0)
 
 

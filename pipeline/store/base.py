@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import sqlite_utils
 
-from pipeline.errors import StoreError
+from pipeline.errors import DatabaseReplaced, StoreError
 from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 #: What this process first found at each database path (see StoreBase.check_identity).
@@ -163,9 +163,9 @@ class StoreBase:
         try:
             st = os.stat(self._fspath)
         except FileNotFoundError:
-            raise StoreError(_replaced(self.path)) from None
+            raise DatabaseReplaced(replaced_message(self.path)) from None
         if (st.st_dev, st.st_ino) != self._identity:
-            raise StoreError(_replaced(self.path))
+            raise DatabaseReplaced(replaced_message(self.path))
 
     def _full_identity(self) -> tuple[Any, ...]:
         # st_ino alone is not enough across opens: a new file may reuse a freed inode
@@ -184,7 +184,7 @@ class StoreBase:
         if self._identity is not None:
             first = _FIRST_SEEN.get(str(self.path.resolve()))
             if first is not None and first != self._full_identity():
-                raise StoreError(_replaced(self.path))
+                raise DatabaseReplaced(replaced_message(self.path))
 
     # -- meta -----------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ def _corrupt(path: Path, detail: str) -> str:
     )
 
 
-def _replaced(path: Path) -> str:
+def replaced_message(path: Path) -> str:
     return (
         f"database {path} was deleted or replaced while trialwatch had it open: stopped rather than start "
         f"a new history; restore the file, or restart trialwatch to use the new one"
