@@ -74,8 +74,10 @@ def test_webhook_gets_one_post_per_run_with_the_changes_json_keys(tmp_path, stor
         from pipeline.codec import change_json
 
         stored = store.changes()
-        # the keys of `changes --json`, plus each change's stable id
-        assert body["changes"] == [{"id": f"change-{c['id']}", **change_json(c)} for c in stored[-2:]]
+        # the keys of `changes --json`, plus each change's stable id and the trial it belongs to
+        assert body["changes"] == [
+            {"id": f"change-{c['id']}", "trial": c["trial_id"], **change_json(c)} for c in stored[-2:]
+        ]
         assert req["headers"]["Idempotency-Key"] == body["idempotency_key"]
         assert body["alert"] == "hook" and "2 changes in 2 trials" in body["summary"]
         # nothing new: nothing sent
@@ -187,7 +189,7 @@ def test_folder_writes_one_report_per_delivery(tmp_path, store):
     (outcome,) = deliver_pending(config, store)
     (path,) = out.iterdir()
     assert outcome.ok and path.name.startswith("trialwatch-") and path.suffix == ".md"
-    assert "withdrawn" in path.read_text()
+    assert "Withdrawn" in path.read_text()  # the status's label, not its code
     deliver_pending(config, store)
     assert len(list(out.iterdir())) == 1
 
@@ -206,7 +208,8 @@ def test_failing_trial_raises_one_alert_and_one_recovery(tmp_path, store):
         (alert,) = hook.requests
         assert alert["body"]["changes"] == []
         assert alert["body"]["failures"][0] | {"detected_at": None, "id": None} == {
-            "id": None, "trial_id": "NCT01000001", "source": "ctgov", "kind": "failing", "streak": 3,
+            "id": None, "trial": "NCT01000001", "trial_id": "NCT01000001", "source": "ctgov", "kind": "failing",
+            "streak": 3,
             "error": "HTTP 503 Service Unavailable", "detected_at": None,
         }
         save(store, store.load_state("NCT01000001", "ctgov").record, record("NCT01000001"))  # fetched again
@@ -296,7 +299,7 @@ def test_email_over_starttls_with_login(tmp_path, store, smtp_server, monkeypatc
     assert msg["Subject"] == "trialwatch: 1 change in 1 trial (status 1)"
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    assert "completed -> suspended" in text
+    assert "Completed -> Suspended" in text
     assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html
     assert PASSWORD not in caplog.text and PASSWORD not in msg.as_string()
 
@@ -414,6 +417,6 @@ def test_email_over_implicit_tls(tmp_path, store, tls_files, monkeypatch):
         assert outcome.ok, outcome.detail
         (_, rcpt, msg) = inbox.messages[0]
         assert rcpt == ["a@example.org", "b@example.org"]
-        assert not msg.is_multipart() and "recruiting -> completed" in msg.get_content()  # format = "text"
+        assert not msg.is_multipart() and "Recruiting -> Completed" in msg.get_content()  # format = "text"
     finally:
         controller.stop()

@@ -41,7 +41,7 @@ def test_grouped_by_trial_most_significant_first(store):
     assert [g.trial_id for g in report.groups] == ["NCT01000001", "NCT01000002", "ChiCTR2100045397"]
     first = report.groups[0]
     assert [c.field for c in first.changes] == ["recruitment_status", "target_size", "public_title"]
-    assert first.changes[0].old_text == "recruiting" and first.changes[0].new_text == "completed"
+    assert first.changes[0].old_text == "Recruiting" and first.changes[0].new_text == "Completed"
     assert first.url == "https://clinicaltrials.gov/study/NCT01000001"
     assert report.groups[2].url == "https://trialsearch.who.int/Trial2.aspx?TrialID=ChiCTR2100045397"
     assert report.summary() == "6 changes in 3 trials (status 1, enrollment 1, eligibility 1, sites 1, other 2)"
@@ -91,7 +91,7 @@ def test_every_format_carries_the_same_changes(store):
         assert report.summary() in out[fmt].replace("&amp;", "&"), fmt
     assert out["text"].startswith("trialwatch report (since the last report)\n")
     assert doc["title"] == "trialwatch report" and "<title>trialwatch report</title>" in out["html"]
-    assert "recruiting -> completed" in out["text"]
+    assert "Recruiting -> Completed" in out["text"]
     assert "[-65-] {+75+}" in out["text"]
 
 
