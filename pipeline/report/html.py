@@ -31,7 +31,9 @@ body { margin:0 auto; max-width:52rem; padding:1rem; font:16px/1.5 -apple-system
 h1 { font-size:1.4rem; margin:.2rem 0; } h2 { font-size:1.1rem; margin:0 0 .2rem; }
 h3 { font-size:.95rem; margin:.8rem 0 .2rem; }
 a { color:var(--accent); }
-.meta, .registry, .copies { color:var(--muted); font-size:.9rem; }
+.meta, .copies { color:var(--muted); font-size:.9rem; }
+.registry { display:inline-block; font-size:.75rem; padding:0 .4rem; border-radius:.25rem; color:var(--muted);
+  border:1px solid var(--line); white-space:nowrap; }
 .summary { font-weight:600; padding:.6rem .8rem; background:var(--card); border-radius:.4rem; }
 section.trial, section.failures, nav.overview { border:1px solid var(--line); border-radius:.5rem; padding:.8rem;
   margin:1rem 0; }
@@ -49,7 +51,7 @@ nav.overview .ov-what { grid-column:2; font-size:.9rem; }
 .sig { display:inline-block; font-size:.75rem; font-weight:700; text-transform:uppercase; letter-spacing:.03em;
   padding:0 .4rem; border-radius:.25rem; background:var(--card); border:1px solid var(--line); }
 .sig-status, .sig-outcomes { background:var(--mark); color:var(--mark-fg); border-color:var(--mark-line); }
-.field { font-weight:600; } .when { color:var(--muted); font-size:.8rem; }
+.field { font-weight:600; } .when { color:var(--muted); font-size:.8rem; white-space:nowrap; }
 .values { display:grid; grid-template-columns:minmax(0,1fr) auto minmax(0,1fr); gap:.4rem; align-items:start;
   margin-top:.3rem; }
 .old, .new { padding:.3rem .5rem; border-radius:.3rem; white-space:pre-wrap; }
@@ -57,7 +59,7 @@ nav.overview .ov-what { grid-column:2; font-size:.9rem; }
   box-shadow:inset 3px 0 0 var(--accent); }
 .arrow { padding-top:.3rem; color:var(--muted); }
 del { background:var(--old); color:var(--old-fg); } ins { background:var(--new); color:var(--new-fg);
-  text-decoration:underline; }
+  text-decoration:none; }
 .words { margin-top:.3rem; padding:.3rem .5rem; background:var(--card); border-radius:.3rem; }
 ul.items { margin:.3rem 0 0; padding-left:1.2rem; } ul.items li.removed { text-decoration:line-through; }
 ul.items li.added::marker { content:"+ "; } ul.items li.removed::marker { content:"− "; }

@@ -282,18 +282,35 @@ class TrialGroup:
         return ", ".join(parts)
 
     def what_changed(self) -> str:
-        """A short line for the overview: field labels, most significant first, status as old -> new."""
+        """A short line for the overview: field labels, most significant first; a status as
+        old → new (per registry where the copies moved differently); events counted by kind."""
         parts: list[str] = []
+        moves: dict[str, list[ChangeLine]] = {}
         for c in self.edits:
-            text = c.label
             if c.field in STATUS_FIELDS and c.kind == "field":
-                text += f" ({c.old_text} → {c.new_text})"
+                moves.setdefault(c.label, []).append(c)
+        for c in self.edits:
+            if c.label in moves:
+                same = {(m.old_text, m.new_text) for m in moves[c.label]}
+                if len(same) == 1:
+                    text = f"{c.label} ({c.old_text} → {c.new_text})"
+                else:
+                    text = f"{c.label} (" + "; ".join(
+                        f"{self.copy_label(m)}: {m.old_text} → {m.new_text}" for m in moves[c.label]) + ")"
             elif c.kind in ("missing", "reappeared"):
                 text = c.new_text[:1].upper() + c.new_text[1:]
+            else:
+                text = c.label
             if text not in parts:
                 parts.append(text)
-        events = self.event_counts()
-        parts += [count_words(n, _kind_noun(kind)) for kind, n in sorted(events.items())]
+        by_kind: dict[str, list[str]] = {}
+        for e in self.events:
+            by_kind.setdefault(e.kind, [])
+            if e.label not in by_kind[e.kind]:
+                by_kind[e.kind].append(e.label)
+        for kind in sorted(by_kind):
+            n = sum(1 for e in self.events if e.kind == kind)
+            parts.append(f"{count_words(n, _kind_noun(kind))} ({', '.join(by_kind[kind])})")
         return "; ".join(parts)
 
 
@@ -460,7 +477,8 @@ def build_report(
             (change_line(r) for r in rows), key=lambda c: (c.rank, _source_order(c.source), c.id)
         )
         groups.append(group)
-    ordered = sorted(groups, key=lambda g: (g.rank, g.trial_id, g.key))
+    # most significant first; of equal rank, the trial with more changes of that rank first
+    ordered = sorted(groups, key=lambda g: (g.rank, -sum(c.rank == g.rank for c in g.changes), g.trial_id, g.key))
     failure_lines = [
         FailureLine({**f, "error": f.get("error") and printable(f["error"])}, registry_url(f["trial_id"], f["source"]),
                     key_of(f["trial_id"], f["source"]))
