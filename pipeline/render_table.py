@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from pipeline.record import readable_value
+
 WIDTH = 60
 #: The narrowest a flexible column is squeezed to, however narrow the terminal.
 MIN_FLEX = 24
@@ -37,8 +39,9 @@ def escape_controls(text: str) -> str:
 
 # -- colour ---------------------------------------------------------------------------------
 
-#: SGR codes per role; a role not listed is printed as is.
-_SGR = {"old": "31", "new": "32", "head": "1", "sig": "33", "dim": "2", "id": "36"}
+#: SGR codes per role; a role not listed is printed as is.  Old and new values are
+#: faint and bold, not red and green: a new status of "terminated" is no good news.
+_SGR = {"old": "2", "new": "1", "head": "1", "sig": "33", "dim": "2", "id": "36"}
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
                 out.add("  ")
             out.add(mark, role).add(short(text, room), role)
         return out
-    old, new = one_line(change.get("old")), one_line(change.get("new"))
+    name = change.get("field") or ""
+    old, new = one_line(readable_value(name, change.get("old"))), one_line(readable_value(name, change.get("new")))
     p, old_end, new_end = differing_span(old, new)
     room = None if width is None else max((width - 4) // 2, 8)
     if room is not None and len(old) + len(new) + 4 <= width:
@@ -276,7 +280,8 @@ def changes_table(changes: list[dict[str, Any]], *, width: int | None = 120, sty
 
 
 def record_lines(record: dict[str, Any], *, width: int | None = 120, style: Style = PLAIN) -> str:
-    """A record as ``field: value`` lines, each cut to ``width`` (None: whole values)."""
+    """A record as ``field: value`` lines, each cut to ``width`` (None: whole values); status codes as labels."""
+    record = {k: readable_value(k, v) for k, v in record.items()}
     key_width = max(len(k) for k in record) if record else 0
     room = None if width is None else max(width - key_width - 2, MIN_FLEX)
     if room is None:
