@@ -420,3 +420,59 @@ def test_email_over_implicit_tls(tmp_path, store, tls_files, monkeypatch):
         assert not msg.is_multipart() and "Recruiting -> Completed" in msg.get_content()  # format = "text"
     finally:
         controller.stop()
+
+
+def test_alerts_take_the_trial_as_the_unit(tmp_path, store):
+    """A trial's ClinicalTrials.gov and WHO changes and a discrepancy: one trial in the summary, each
+    webhook item with its ``trial``, the e-mail with one block per trial and labelled registries;
+    a store linking records across registries (trial_key_map) lights up the same way."""
+    from alert_support import event
+    from pipeline.deliver.webhook import webhook_payload
+
+    for source in ("ctgov", "who"):
+        save(store, None, record("NCT01000001", source))
+    euctr = record("EUCTR2020-001234-56-DE", "who")
+    save(store, None, euctr)
+    config = make_config(tmp_path, {"channel": "webhook", "name": "hook", "url": "http://127.0.0.1:9/",
+                                    "significance": ["status", "enrollment"]})
+    deliver_pending(config, store)
+    for source in ("ctgov", "who"):
+        old = store.load_state("NCT01000001", source).record
+        save(store, old, {**old, "recruitment_status": "completed"})
+    save(store, euctr, {**euctr, "target_size": 300})
+    event(store, "NCT01000001", "who", "discrepancy", "recruitment_status", "WHO says <b>recruiting</b>")
+
+    class Linked:
+        """The store once cross-registry links land: the EudraCT record belongs to the NCT trial."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def trial_key_map(self):
+            return {("EUCTR2020-001234-56-DE", "who"): "NCT01000001"}
+
+    sent = []
+    (outcome,) = deliver_pending(config, Linked(store), senders={"webhook": lambda b: sent.append(b) or "ok"})
+    assert outcome.ok and outcome.changes == 4
+    (batch,) = sent
+    body = webhook_payload(batch)
+    assert body["summary"] == "3 changes in 1 trial (status 2, enrollment 1); 1 discrepancy"
+    assert [(c["trial"], c["trial_id"], c["source"], c["kind"]) for c in body["changes"]] == [
+        ("NCT01000001", "NCT01000001", "ctgov", "field"), ("NCT01000001", "NCT01000001", "who", "field"),
+        ("NCT01000001", "EUCTR2020-001234-56-DE", "who", "field"),
+        ("NCT01000001", "NCT01000001", "who", "discrepancy"),
+    ]
+    assert list(body["changes"][0])[:3] == ["id", "trial", "trial_id"]  # every earlier key still there
+    assert body["changes"][3]["new"]["summary"] == "WHO says <b>recruiting</b>"
+    from pipeline.report import render
+
+    text = render(batch.report, "text")
+    assert text.count("\nNCT01000001  ") == 1
+    assert "Completed" in text and "Recruitment status · WHO ICTRP" in text
+    assert "Target size · WHO ICTRP EUCTR2020-001234-56-DE" in text
+    assert "Discrepancy · Recruitment status: raised — WHO says <b>recruiting</b>" in text
+    html = render(batch.report, "html")
+    assert "WHO says &lt;b&gt;recruiting&lt;/b&gt;" in html and "<b>recruiting</b>" not in html
