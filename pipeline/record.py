@@ -134,6 +134,11 @@ STATUS_LABELS: dict[str, str] = {
     "withheld": "Withheld",
 }
 
+#: Kinds of change-log row that are edits of one record; any other kind (``discrepancy``
+#: between copies of a trial, integrity ``flag``) is an event raised (``new`` holds it) or
+#: resolved (``old`` does), an object with a human ``summary``.
+RECORD_KINDS: frozenset[str] = frozenset({"field", "detail", "missing", "reappeared"})
+
 #: Fields whose values are codes of :data:`STATUS_VOCABULARY`.
 STATUS_FIELDS: frozenset[str] = frozenset({"recruitment_status"})
 

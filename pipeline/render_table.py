@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from pipeline.record import readable_value
+from pipeline.record import RECORD_KINDS, readable_value
 
 WIDTH = 60
 #: The narrowest a flexible column is squeezed to, however narrow the terminal.
@@ -185,6 +185,12 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
     if change.get("kind") in ("missing", "reappeared"):
         text = {"missing": "record no longer returned by the registry", "reappeared": "record is back"}[change["kind"]]
         return out.add(short(text, width))
+    if (change.get("kind") or "field") not in RECORD_KINDS:  # a discrepancy or flag: one line
+        raised = change.get("new") is not None
+        event = change.get("new") if raised else change.get("old")
+        summary = event.get("summary") if isinstance(event, dict) else event
+        text = f"{change['kind'].replace('_', ' ')} {'raised' if raised else 'resolved'}"
+        return out.add(short(text + (f": {one_line(summary)}" if summary else ""), width))
     if change.get("added") is not None or change.get("removed") is not None:
         parts = [("+ ", change.get("added"), "new"), ("- ", change.get("removed"), "old")]
         parts = [(mark, items, role) for mark, items, role in parts if items]

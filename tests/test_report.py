@@ -525,3 +525,13 @@ def test_status_codes_read_as_labels_in_reports():
     doc = json.loads(render(report, "json"))
     assert doc["changes"][0]["new"] == "active_not_recruiting"  # the data keeps the code ...
     assert doc["changes"][0]["description"] == "Recruiting -> Active, not recruiting"  # ... and says it
+
+
+def test_terminal_changes_show_an_event_as_one_line():
+    from pipeline.render_table import describe_change
+
+    flag = {"trial_id": "NCT01000001", "source": "ctgov", "field": "results_overdue", "kind": "flag",
+            "old": None, "new": {"summary": "no results \x1b[2J 14 months after completion"}}
+    assert describe_change(flag, None).text == "flag raised: no results \\x1b[2J 14 months after completion"
+    resolved = {**flag, "kind": "discrepancy", "old": flag["new"], "new": None}
+    assert describe_change(resolved, 30).text == "discrepancy resolved: no resu…"

@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from pipeline.record import SIGNIFICANCE_ORDER, STATUS_FIELDS, readable_value
+from pipeline.record import RECORD_KINDS, SIGNIFICANCE_ORDER, STATUS_FIELDS, readable_value
 from pipeline.sources import SOURCES
 
 #: Text longer than this (either side) is shown as a word-level diff.
@@ -120,11 +120,6 @@ def word_diff(old: str, new: str, context: int = CONTEXT_WORDS) -> list[WordOp]:
         if tag in ("insert", "replace"):
             ops.append(WordOp("ins", " ".join(b[j1:j2])))
     return ops
-
-
-#: Kinds of stored change that are edits of a record; any other kind (``discrepancy``,
-#: ``flag``) is an event raised or resolved about a trial, shown as one line.
-RECORD_KINDS = frozenset({"field", "detail", "missing", "reappeared"})
 
 
 def source_label(source: str) -> str:
