@@ -12,9 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from pipeline.clock import utcnow
 from pipeline.config import load_config
 from pipeline.refresh import refresh
 from pipeline.render_table import changes_table
+from pipeline.report import build_report
+from pipeline.report.load import load_trial_keys
 from pipeline.store import open_store
 
 DEMO_CONFIG = """\
@@ -92,6 +95,9 @@ def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[st
                 rows = [r for r in rows if r["run_id"] == second.run_id]
                 echo("")
                 echo(changes_table(rows))
+                report = build_report(rows, titles=store.trial_titles(), trial_keys=load_trial_keys(store),
+                                      generated_at=utcnow())
+                echo(f"report: {report.summary()}")  # trials counted once, whatever their registries
                 echo("")
                 third = refresh(config, store, trigger="demo")
                 echo(f"refresh 3 (nothing changed upstream): {third.summary()}")

@@ -115,6 +115,47 @@ STATUS_VOCABULARY: frozenset[str] = frozenset(
     }
 )
 
+#: How people read each status (ClinicalTrials.gov's own wording; WHO's plain "Not recruiting").
+STATUS_LABELS: dict[str, str] = {
+    "recruiting": "Recruiting",
+    "not_yet_recruiting": "Not yet recruiting",
+    "active_not_recruiting": "Active, not recruiting",
+    "completed": "Completed",
+    "terminated": "Terminated",
+    "withdrawn": "Withdrawn",
+    "suspended": "Suspended",
+    "enrolling_by_invitation": "Enrolling by invitation",
+    "unknown": "Unknown status",
+    "not_recruiting": "Not recruiting",
+    "available": "Available",
+    "no_longer_available": "No longer available",
+    "temporarily_not_available": "Temporarily not available",
+    "approved_for_marketing": "Approved for marketing",
+    "withheld": "Withheld",
+}
+
+#: Kinds of change-log row that are edits of one record (``query``: the record started or
+#: stopped matching a query watch); any other kind (``discrepancy`` between copies of a
+#: trial, integrity ``flag``) is an event raised (``new`` holds it) or resolved (``old``
+#: does), an object with a human ``summary``.
+RECORD_KINDS: frozenset[str] = frozenset({"field", "detail", "missing", "reappeared", "query"})
+
+#: Fields whose values are codes of :data:`STATUS_VOCABULARY`.
+STATUS_FIELDS: frozenset[str] = frozenset({"recruitment_status"})
+
+
+def status_label(code: str) -> str:
+    """``active_not_recruiting`` -> ``Active, not recruiting``; a code not in the vocabulary as itself."""
+    return STATUS_LABELS.get(code, code)
+
+
+def readable_value(field: str, value: Any) -> Any:
+    """``value`` of ``field`` as people read it: status codes as their labels, the rest unchanged."""
+    if field in STATUS_FIELDS and isinstance(value, str):
+        return status_label(value)
+    return value
+
+
 #: Fields that move without any change by the sponsor: kept in snapshots, never a change.
 NOISE_FIELDS: frozenset[str] = frozenset({"last_updated", "last_refreshed"})
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from pipeline.codec import query_summary
+from pipeline.record import RECORD_KINDS, readable_value
 
 WIDTH = 60
 #: The narrowest a flexible column is squeezed to, however narrow the terminal.
@@ -39,8 +40,9 @@ def escape_controls(text: str) -> str:
 
 # -- colour ---------------------------------------------------------------------------------
 
-#: SGR codes per role; a role not listed is printed as is.
-_SGR = {"old": "31", "new": "32", "head": "1", "sig": "33", "dim": "2", "id": "36"}
+#: SGR codes per role; a role not listed is printed as is.  Old and new values are
+#: faint and bold, not red and green: a new status of "terminated" is no good news.
+_SGR = {"old": "2", "new": "1", "head": "1", "sig": "33", "dim": "2", "id": "36"}
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,12 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
         return out.add(short(text, width))
     if change.get("kind") == "query":
         return out.add(short(escape_controls(query_summary(change)), width), "new")
+    if (change.get("kind") or "field") not in RECORD_KINDS:  # a discrepancy or flag: one line
+        raised = change.get("new") is not None
+        event = change.get("new") if raised else change.get("old")
+        summary = event.get("summary") if isinstance(event, dict) else event
+        text = f"{change['kind'].replace('_', ' ')} {'raised' if raised else 'resolved'}"
+        return out.add(short(text + (f": {one_line(summary)}" if summary else ""), width))
     if change.get("added") is not None or change.get("removed") is not None:
         parts = [("+ ", change.get("added"), "new"), ("- ", change.get("removed"), "old")]
         parts = [(mark, items, role) for mark, items, role in parts if items]
@@ -203,7 +211,8 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
                 out.add("  ")
             out.add(mark, role).add(short(text, room), role)
         return out
-    old, new = one_line(change.get("old")), one_line(change.get("new"))
+    name = change.get("field") or ""
+    old, new = one_line(readable_value(name, change.get("old"))), one_line(readable_value(name, change.get("new")))
     p, old_end, new_end = differing_span(old, new)
     room = None if width is None else max((width - 4) // 2, 8)
     if room is not None and len(old) + len(new) + 4 <= width:
@@ -282,7 +291,8 @@ def changes_table(changes: list[dict[str, Any]], *, width: int | None = 120, sty
 
 
 def record_lines(record: dict[str, Any], *, width: int | None = 120, style: Style = PLAIN) -> str:
-    """A record as ``field: value`` lines, each cut to ``width`` (None: whole values)."""
+    """A record as ``field: value`` lines, each cut to ``width`` (None: whole values); status codes as labels."""
+    record = {k: readable_value(k, v) for k, v in record.items()}
     key_width = max(len(k) for k in record) if record else 0
     room = None if width is None else max(width - key_width - 2, MIN_FLEX)
     if room is None:

@@ -61,6 +61,21 @@ def populate(store: Store) -> None:
     save(store, c0, c1)
 
 
+def event(store: Store, trial_id: str, source: str, kind: str, field: str, summary: str, *,
+          resolved: bool = False, significance: str = "status", when: str | None = None) -> None:
+    """Store a change-log event the way the cross-registry checks write one: kind ``discrepancy``
+    (``field``: the compared field) or ``flag`` (``field``: the flag's kind), whose ``new`` (raised)
+    or ``old`` (resolved) is an object with a human ``summary``."""
+    from pipeline.clock import utcnow
+    from pipeline.store.trials import insert_changes
+
+    body = {"summary": summary, "detail": {"ctgov": "completed", "who": "recruiting"}}
+    change = {"field": field, "old": body if resolved else None, "new": None if resolved else body,
+              "significance": significance, "kind": kind}
+    with store.conn:
+        insert_changes(store.conn, trial_id, source, None, None, [change], when or utcnow(), False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

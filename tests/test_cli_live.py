@@ -69,7 +69,7 @@ def test_refresh_show_changes_history(live):
     assert [(r["field"], r["new"]) for r in only] == [("recruitment_status", "active_not_recruiting")]
     assert json.loads(tw(config, "changes", "--json", "--since", "2999-01-01").stdout) == []
     table = tw(config, "changes").stdout
-    assert "recruiting -> active_not_recruiting" in table
+    assert "Recruiting -> Active, not recruiting" in table  # status codes read as labels
 
     history = tw(config, "history", nct)
     assert history.returncode == 0 and "v1  " in history.stdout and "first version" in history.stdout and "recruitment_status" in history.stdout

@@ -74,8 +74,10 @@ def test_webhook_gets_one_post_per_run_with_the_changes_json_keys(tmp_path, stor
         from pipeline.codec import change_json
 
         stored = store.changes()
-        # the keys of `changes --json`, plus each change's stable id
-        assert body["changes"] == [{"id": f"change-{c['id']}", **change_json(c)} for c in stored[-2:]]
+        # the keys of `changes --json`, plus each change's stable id and the trial it belongs to
+        assert body["changes"] == [
+            {"id": f"change-{c['id']}", "trial": c["trial_id"], **change_json(c)} for c in stored[-2:]
+        ]
         assert req["headers"]["Idempotency-Key"] == body["idempotency_key"]
         assert body["alert"] == "hook" and "2 changes in 2 trials" in body["summary"]
         # nothing new: nothing sent
@@ -187,7 +189,7 @@ def test_folder_writes_one_report_per_delivery(tmp_path, store):
     (outcome,) = deliver_pending(config, store)
     (path,) = out.iterdir()
     assert outcome.ok and path.name.startswith("trialwatch-") and path.suffix == ".md"
-    assert "withdrawn" in path.read_text()
+    assert "Withdrawn" in path.read_text()  # the status's label, not its code
     deliver_pending(config, store)
     assert len(list(out.iterdir())) == 1
 
@@ -206,7 +208,8 @@ def test_failing_trial_raises_one_alert_and_one_recovery(tmp_path, store):
         (alert,) = hook.requests
         assert alert["body"]["changes"] == []
         assert alert["body"]["failures"][0] | {"detected_at": None, "id": None} == {
-            "id": None, "trial_id": "NCT01000001", "source": "ctgov", "kind": "failing", "streak": 3,
+            "id": None, "trial": "NCT01000001", "trial_id": "NCT01000001", "source": "ctgov", "kind": "failing",
+            "streak": 3,
             "error": "HTTP 503 Service Unavailable", "detected_at": None,
         }
         save(store, store.load_state("NCT01000001", "ctgov").record, record("NCT01000001"))  # fetched again
@@ -296,7 +299,7 @@ def test_email_over_starttls_with_login(tmp_path, store, smtp_server, monkeypatc
     assert msg["Subject"] == "trialwatch: 1 change in 1 trial (status 1)"
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    assert "completed -> suspended" in text
+    assert "Completed -> Suspended" in text
     assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html
     assert PASSWORD not in caplog.text and PASSWORD not in msg.as_string()
 
@@ -414,6 +417,62 @@ def test_email_over_implicit_tls(tmp_path, store, tls_files, monkeypatch):
         assert outcome.ok, outcome.detail
         (_, rcpt, msg) = inbox.messages[0]
         assert rcpt == ["a@example.org", "b@example.org"]
-        assert not msg.is_multipart() and "recruiting -> completed" in msg.get_content()  # format = "text"
+        assert not msg.is_multipart() and "Recruiting -> Completed" in msg.get_content()  # format = "text"
     finally:
         controller.stop()
+
+
+def test_alerts_take_the_trial_as_the_unit(tmp_path, store):
+    """A trial's ClinicalTrials.gov and WHO changes and a discrepancy: one trial in the summary, each
+    webhook item with its ``trial``, the e-mail with one block per trial and labelled registries;
+    a store linking records across registries (trial_key_map) lights up the same way."""
+    from alert_support import event
+    from pipeline.deliver.webhook import webhook_payload
+
+    for source in ("ctgov", "who"):
+        save(store, None, record("NCT01000001", source))
+    euctr = record("EUCTR2020-001234-56-DE", "who")
+    save(store, None, euctr)
+    config = make_config(tmp_path, {"channel": "webhook", "name": "hook", "url": "http://127.0.0.1:9/",
+                                    "significance": ["status", "enrollment"]})
+    deliver_pending(config, store)
+    for source in ("ctgov", "who"):
+        old = store.load_state("NCT01000001", source).record
+        save(store, old, {**old, "recruitment_status": "completed"})
+    save(store, euctr, {**euctr, "target_size": 300})
+    event(store, "NCT01000001", "who", "discrepancy", "recruitment_status", "WHO says <b>recruiting</b>")
+
+    class Linked:
+        """The store once cross-registry links land: the EudraCT record belongs to the NCT trial."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def trial_key_map(self):
+            return {("EUCTR2020-001234-56-DE", "who"): "NCT01000001"}
+
+    sent = []
+    (outcome,) = deliver_pending(config, Linked(store), senders={"webhook": lambda b: sent.append(b) or "ok"})
+    assert outcome.ok and outcome.changes == 4
+    (batch,) = sent
+    body = webhook_payload(batch)
+    assert body["summary"] == "3 changes in 1 trial (status 2, enrollment 1); 1 discrepancy"
+    assert [(c["trial"], c["trial_id"], c["source"], c["kind"]) for c in body["changes"]] == [
+        ("NCT01000001", "NCT01000001", "ctgov", "field"), ("NCT01000001", "NCT01000001", "who", "field"),
+        ("NCT01000001", "EUCTR2020-001234-56-DE", "who", "field"),
+        ("NCT01000001", "NCT01000001", "who", "discrepancy"),
+    ]
+    assert list(body["changes"][0])[:3] == ["id", "trial", "trial_id"]  # every earlier key still there
+    assert body["changes"][3]["new"]["summary"] == "WHO says <b>recruiting</b>"
+    from pipeline.report import render
+
+    text = render(batch.report, "text")
+    assert text.count("\nNCT01000001  ") == 1
+    assert "Completed" in text and "Recruitment status · WHO ICTRP" in text
+    assert "Target size · WHO ICTRP EUCTR2020-001234-56-DE" in text
+    assert "Discrepancy · Recruitment status: raised — WHO says <b>recruiting</b>" in text
+    html = render(batch.report, "html")
+    assert "WHO says &lt;b&gt;recruiting&lt;/b&gt;" in html and "<b>recruiting</b>" not in html

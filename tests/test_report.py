@@ -41,7 +41,7 @@ def test_grouped_by_trial_most_significant_first(store):
     assert [g.trial_id for g in report.groups] == ["NCT01000001", "NCT01000002", "ChiCTR2100045397"]
     first = report.groups[0]
     assert [c.field for c in first.changes] == ["recruitment_status", "target_size", "public_title"]
-    assert first.changes[0].old_text == "recruiting" and first.changes[0].new_text == "completed"
+    assert first.changes[0].old_text == "Recruiting" and first.changes[0].new_text == "Completed"
     assert first.url == "https://clinicaltrials.gov/study/NCT01000001"
     assert report.groups[2].url == "https://trialsearch.who.int/Trial2.aspx?TrialID=ChiCTR2100045397"
     assert report.summary() == "6 changes in 3 trials (status 1, enrollment 1, eligibility 1, sites 1, other 2)"
@@ -91,7 +91,7 @@ def test_every_format_carries_the_same_changes(store):
         assert report.summary() in out[fmt].replace("&amp;", "&"), fmt
     assert out["text"].startswith("trialwatch report (since the last report)\n")
     assert doc["title"] == "trialwatch report" and "<title>trialwatch report</title>" in out["html"]
-    assert "recruiting -> completed" in out["text"]
+    assert "Recruiting -> Completed" in out["text"]
     assert "[-65-] {+75+}" in out["text"]
 
 
@@ -315,3 +315,223 @@ def test_hostile_registry_titles_end_to_end(tmp_path, fault):
             out = render(report, fmt)
             assert "\x1b" not in out and "\x00" not in out, fmt  # ... never replayed to a terminal
     store.close()
+
+
+# -- the trial as the unit (issue 10) ------------------------------------------------------------
+
+HOSTILE_SUMMARY = "<script>x</script> *bold* [link](http://evil.example) \x1b[2J"
+FORMULA_SUMMARY = "=HYPERLINK(\"http://evil.example\")"
+
+
+@pytest.fixture
+def copies(tmp_path):
+    """NCT01000001 changed on ClinicalTrials.gov and on its WHO copy; a discrepancy between the two
+    raised, a flag raised with a hostile summary, another flag resolved; a second trial on WHO only."""
+    from alert_support import event
+
+    s = Store(tmp_path / "t.db")
+    a0, w0 = record("NCT01000001"), record("NCT01000001", "who")
+    b0 = record("ChiCTR2100045397", "who")
+    for r in (a0, w0, b0):
+        save(s, None, r)
+    save(s, a0, record("NCT01000001", recruitment_status="active_not_recruiting", target_size=120))
+    save(s, w0, record("NCT01000001", "who", target_size=120))
+    save(s, b0, record("ChiCTR2100045397", "who", recruitment_status="not_recruiting"))
+    event(s, "NCT01000001", "who", "discrepancy", "recruitment_status",
+          "the WHO copy, last refreshed 2020-12-12, says Recruiting; ClinicalTrials.gov has said "
+          "Active, not recruiting since 2026-11-30")
+    event(s, "NCT01000001", "ctgov", "flag", "results_overdue", HOSTILE_SUMMARY, significance="results")
+    event(s, "NCT01000001", "ctgov", "flag", "stale_status", FORMULA_SUMMARY, resolved=True,
+          significance="not-a-known-significance")
+    yield s
+    s.close()
+
+
+def test_a_trial_and_its_who_copy_are_one_trial(copies):
+    report = _report(copies)
+    assert [g.trial_id for g in report.groups] == ["NCT01000001", "ChiCTR2100045397"]
+    nct = report.groups[0]
+    assert [(c.source, c.url) for c in nct.copies] == [
+        ("ctgov", "https://clinicaltrials.gov/study/NCT01000001"),
+        ("who", "https://trialsearch.who.int/Trial2.aspx?TrialID=NCT01000001"),
+    ]
+    # each change names its registry (the Source's label), ClinicalTrials.gov first at equal rank
+    assert [(c.field, c.registry) for c in nct.edits] == [
+        ("recruitment_status", "ClinicalTrials.gov"), ("target_size", "ClinicalTrials.gov"), ("target_size", "WHO ICTRP"),
+    ]
+    assert [(c.kind, c.field, c.state) for c in nct.events] == [
+        ("discrepancy", "recruitment_status", "raised"), ("flag", "results_overdue", "raised"),
+        ("flag", "stale_status", "resolved"),
+    ]
+    # trials are counted once, whatever their registries; events apart from changes
+    assert report.summary() == "4 changes in 2 trials (status 2, enrollment 2); 1 discrepancy, 2 flags"
+    out = {fmt: render(report, fmt, feed_id="urn:x") for fmt in FORMATS}
+    doc = json.loads(out["json"])
+    assert doc["summary"] | {"text": None} == {
+        "text": None, "changes": 4, "trials": 2, "by_significance": {"status": 2, "enrollment": 2},
+        "events": {"discrepancy": 1, "flag": 2}, "failures": 0,
+    }
+    assert {(r["trial"], r["trial_id"], r["source"], r["registry"]) for r in doc["changes"]} == {
+        ("NCT01000001", "NCT01000001", "ctgov", "ClinicalTrials.gov"),
+        ("NCT01000001", "NCT01000001", "who", "WHO ICTRP"),
+        ("ChiCTR2100045397", "ChiCTR2100045397", "who", "WHO ICTRP"),
+    }
+    who_row = next(r for r in doc["changes"] if r["source"] == "who" and r["field"] == "target_size")
+    assert who_row["url"] == "https://trialsearch.who.int/Trial2.aspx?TrialID=NCT01000001"  # the record's own page
+    rows = list(csv.DictReader(io.StringIO(out["csv"])))
+    assert [r["id"] for r in rows] == [str(r["id"]) for r in doc["changes"]]
+    assert list(rows[0])[-3:] == ["trial", "registry", "description"]  # new columns last
+    text = out["text"]
+    assert text.count("\nNCT01000001  ") == 1  # one block, not one per copy
+    assert "[status] Recruitment status · ClinicalTrials.gov" in text
+    assert "[enrollment] Target size · WHO ICTRP" in text
+    assert "Recruiting -> Active, not recruiting" in text and "active_not_recruiting" not in text
+    assert out["markdown"].count("\n## ") == 2 and "_WHO ICTRP_" in out["markdown"]
+    assert out["html"].count('<section class="trial"') == 2
+    feed = ET.fromstring(out["atom"].encode())
+    entries = feed.findall(f"{ATOM}entry")
+    assert len(entries) == 2
+    links = [(link.get("rel"), link.get("href")) for link in entries[0].findall(f"{ATOM}link")]
+    assert links == [("alternate", nct.copies[0].url), ("related", nct.copies[1].url)]
+
+
+def test_discrepancies_and_flags_read_as_one_line_in_every_format(copies):
+    report = _report(copies)
+    out = {fmt: render(report, fmt, feed_id="urn:x") for fmt in FORMATS}
+    text = out["text"]
+    events_part = text.split("Discrepancies and flags")[1].split("\nChiCTR")[0]
+    assert "Discrepancy · Recruitment status: raised — the WHO copy, last refreshed 2020-12-12" in text
+    assert "Flag · Results overdue: raised — <script>x</script>" in events_part  # text is text ...
+    assert "Flag · Stale status: resolved — =HYPERLINK" in events_part
+    assert "\x1b" not in text  # ... but never replays a terminal escape
+    html = out["html"]
+    parser = _Tags()
+    parser.feed(html)
+    assert "script" not in parser.tags and "&lt;script&gt;x&lt;/script&gt;" in html
+    card = html.split('<section class="trial"')[1]
+    assert "<h3>Discrepancies and flags</h3>" in card and '<span class="state">resolved</span>' in card
+    md = out["markdown"]
+    assert "**Discrepancies and flags**" in md and "\\<script\\>" in md and "\\[link\\]\\(http" in md
+    assert "](http://evil.example)" not in md
+    for fmt in ("text", "markdown", "html", "csv"):
+        assert "\x1b" not in out[fmt], fmt
+    rows = list(csv.DictReader(io.StringIO(out["csv"])))
+    flag = next(r for r in rows if r["field"] == "stale_status")
+    assert flag["kind"] == "flag" and flag["description"].startswith("Flag · Stale status: resolved")
+    assert json.loads(flag["old"])["summary"] == FORMULA_SUMMARY and flag["new"] == ""
+    cells = [v for r in rows for v in r.values() if v]
+    assert not [v for v in cells if v[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    feed = ET.fromstring(out["atom"].encode())
+    content = feed.findall(f"{ATOM}entry")[0].find(f"{ATOM}content").text
+    assert "Results overdue" in content and "&lt;script&gt;" in content
+    doc = json.loads(out["json"])
+    flag = next(r for r in doc["changes"] if r["field"] == "results_overdue")
+    assert flag["new"]["summary"] == HOSTILE_SUMMARY  # lossless in JSON
+
+
+def test_html_opens_with_an_overview_linked_to_each_card(copies):
+    report = _report(copies)
+    html = render(report, "html")
+    overview, cards = html.split("</nav>")
+    assert "<h2>Overview</h2>" in overview and html.index("<h2>Overview</h2>") < html.index('<section class="trial"')
+    import re
+
+    links = re.findall(r'<a class="ov-id" href="#([^"]+)">([^<]+)</a>', overview)
+    anchors = re.findall(r'<section class="trial" id="([^"]+)">', cards)
+    assert [t for _, t in links] == [g.trial_id for g in report.groups]  # most significant first
+    assert [a for a, _ in links] == anchors and len(set(anchors)) == len(anchors)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", a) for a in anchors)
+    first = overview.split("<li>")[1]
+    assert "Trial NCT01000001" in first  # the title
+    assert "Recruitment status (Recruiting → Active, not recruiting)" in first and "Target size" in first
+    assert "1 discrepancy (Recruitment status)" in first and "2 flags (Results overdue, Stale status)" in first
+
+
+def test_trial_keys_join_records_linked_across_registries(copies):
+    """A EudraCT record on WHO linked to the NCT trial (the cross-registry links' trial_key_map)."""
+    euctr0 = record("EUCTR2020-001234-56-DE", "who")
+    save(copies, None, euctr0)
+    save(copies, euctr0, record("EUCTR2020-001234-56-DE", "who", target_size=300))
+    keys = {("EUCTR2020-001234-56-DE", "who"): "NCT01000001", ("NCT01000001", "ctgov"): "NCT01000001",
+            ("NCT01000001", "who"): "NCT01000001"}
+    # without the store's map: the EudraCT record is a trial of its own
+    assert len(_report(copies).groups) == 3
+
+    class LinkedStore:
+        def __init__(self, store):
+            self.store = store
+
+        def __getattr__(self, name):
+            return getattr(self.store, name)
+
+        def trial_key_map(self):
+            return keys
+
+    report = _report(LinkedStore(copies))
+    assert [g.key for g in report.groups] == ["NCT01000001", "ChiCTR2100045397"]
+    nct = report.groups[0]
+    assert [(c.trial_id, c.source) for c in nct.copies][-1] == ("EUCTR2020-001234-56-DE", "who")
+    euctr = next(c for c in nct.changes if c.trial_id.startswith("EUCTR"))
+    assert nct.copy_label(euctr) == "WHO ICTRP EUCTR2020-001234-56-DE"  # another ID: named
+    assert "Target size · WHO ICTRP EUCTR2020-001234-56-DE" in render(report, "text")
+    assert report.summary().startswith("5 changes in 2 trials")
+    doc = json.loads(render(report, "json"))
+    assert {r["trial"] for r in doc["changes"] if r["trial_id"].startswith(("NCT", "EUCTR"))} == {"NCT01000001"}
+
+
+def test_html_values_in_neutral_colours_with_enough_contrast():
+    """Old and new values neither red nor green; every text colour at least 4.5:1 (WCAG AA) on its
+    background, in the light and the dark scheme."""
+    import colorsys
+    import re
+
+    from pipeline.report.html import CSS
+
+    def rgb(h):
+        h = h[1:] if len(h) == 7 else "".join(c * 2 for c in h[1:])  # #fff -> ffffff
+        return [int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+
+    def lum(h):
+        return sum(w * (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4)
+                   for w, c in zip((0.2126, 0.7152, 0.0722), rgb(h)))
+
+    def contrast(a, b):
+        hi, lo = sorted((lum(a), lum(b)), reverse=True)
+        return (hi + 0.05) / (lo + 0.05)
+
+    light, dark = re.findall(r":root \{([^}]*)\}", CSS)
+    base = dict(re.findall(r"--([\w-]+):(#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3})\b", light))
+    for scheme in (base, {**base, **dict(re.findall(r"--([\w-]+):(#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3})\b", dark))}):
+        for fg, bg in (("fg", "bg"), ("fg", "card"), ("muted", "bg"), ("muted", "card"), ("old-fg", "old"),
+                       ("new-fg", "new"), ("accent", "bg"), ("mark-fg", "mark")):
+            assert contrast(scheme[fg], scheme[bg]) >= 4.5, (fg, bg)
+        for name in ("old", "old-fg", "new", "new-fg"):
+            h, _, s = colorsys.rgb_to_hls(*rgb(scheme[name]))
+            hue = h * 360
+            assert s < 0.15 or 180 <= hue <= 260, (name, scheme[name])  # grey or blue: no verdict
+    assert "--del" not in CSS and "--ins:" not in CSS
+
+
+def test_status_codes_read_as_labels_in_reports():
+    from pipeline.report.model import build_report
+
+    row = {"id": 1, "trial_id": "NCT01000001", "source": "ctgov", "field": "recruitment_status",
+           "old": "recruiting", "new": "active_not_recruiting", "significance": "status", "kind": "field",
+           "detected_at": "2026-11-25T00:00:00Z", "backfilled": False}
+    report = build_report([row], generated_at="2026-11-25T12:00:00Z")
+    for fmt in ("text", "markdown", "html"):
+        out = render(report, fmt)
+        assert "Active, not recruiting" in out and "active_not_recruiting" not in out, fmt
+    doc = json.loads(render(report, "json"))
+    assert doc["changes"][0]["new"] == "active_not_recruiting"  # the data keeps the code ...
+    assert doc["changes"][0]["description"] == "Recruiting -> Active, not recruiting"  # ... and says it
+
+
+def test_terminal_changes_show_an_event_as_one_line():
+    from pipeline.render_table import describe_change
+
+    flag = {"trial_id": "NCT01000001", "source": "ctgov", "field": "results_overdue", "kind": "flag",
+            "old": None, "new": {"summary": "no results \x1b[2J 14 months after completion"}}
+    assert describe_change(flag, None).text == "flag raised: no results \\x1b[2J 14 months after completion"
+    resolved = {**flag, "kind": "discrepancy", "old": flag["new"], "new": None}
+    assert describe_change(resolved, 30).text == "discrepancy resolved: no resu…"

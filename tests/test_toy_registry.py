@@ -79,8 +79,9 @@ def test_a_toy_registry_is_refreshed_shown_reported_and_exported_through_the_cli
 
     report = run(config, "report", "--since", "1d", "--format", "markdown")
     assert report.exit_code == 0, report.output
-    assert f"## [{A}](https://toy.example/trials/{A}) · Toy Registry" in report.output
-    assert "Toy colour: green → **red**" in report.output
+    assert f"## [{A}](https://toy.example/trials/{A})" in report.output
+    assert f"[Toy Registry](https://toy.example/trials/{A})" in report.output  # the Source's label
+    assert "Toy colour · _Toy Registry_: green → **red**" in report.output
 
     export = run(config, "export", "--source", "toy", "--format", "csv")
     assert export.exit_code == 0, export.output

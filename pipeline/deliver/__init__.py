@@ -43,6 +43,7 @@ from pipeline.deliver.base import (
     secret_values,
 )
 from pipeline.report import build_report
+from pipeline.report.load import load_trial_keys
 from pipeline.report.model import printable
 from pipeline.clock import utcnow
 from pipeline.store import Store
@@ -142,13 +143,14 @@ def deliver_pending(
     stop = should_stop or (lambda: False)
     redact = Redactor(secret_values(config, environ))
     titles = store.trial_titles()
+    trial_keys = load_trial_keys(store)
     outcomes = []
     for rule in config.alerts:
         if only and rule.name != only:
             continue
         if stop():
             break
-        outcome = _deliver_one(config, store, rule, environ, redact, titles, (senders or {}).get(rule.channel), stop)
+        outcome = _deliver_one(config, store, rule, environ, redact, titles, trial_keys, (senders or {}).get(rule.channel), stop)
         outcomes.append(outcome)
         if not outcome.ok:
             log.error("%s", redact(outcome.describe()))
@@ -255,7 +257,7 @@ def plan_batches(items: list[Item], max_items: int, max_bytes: int) -> list[list
     return batches
 
 
-def _deliver_one(config, store, rule: AlertRule, environ, redact, titles, sender, stop) -> DeliveryOutcome:
+def _deliver_one(config, store, rule: AlertRule, environ, redact, titles, trial_keys, sender, stop) -> DeliveryOutcome:
     row = store.ensure_channel(rule.name, rule.channel)
     changes, failures, upto_change, upto_failure = store.undelivered(rule.name)
     chosen = [c for c in changes if matches(rule, c, config.tags)]
@@ -295,7 +297,8 @@ def _deliver_one(config, store, rule: AlertRule, environ, redact, titles, sender
         now = utcnow()
         batch_changes = [i.row for i in items if i.kind == "change"]
         batch_failures = [i.row for i in items if i.kind == "failure"]
-        report = build_report(batch_changes, batch_failures, titles=titles, generated_at=now, title="trialwatch alerts")
+        report = build_report(batch_changes, batch_failures, titles=titles, trial_keys=trial_keys, generated_at=now,
+                              title="trialwatch alerts")
         batch = Batch(rule, report, batch_changes, batch_failures, now, environ, should_stop=stop)
         try:
             details.append(send(batch))

@@ -4,8 +4,14 @@ The body::
 
     {"trialwatch": VERSION, "alert": NAME, "generated_at": ISO, "summary": TEXT,
      "idempotency_key": KEY,
-     "changes": [ {"id": "change-<n>", keys of `trialwatch changes --json`}, ... ],
-     "failures": [ {"id": "failure-<n>", "trial_id", "source", "kind", "streak", "error", "detected_at"}, ... ]}
+     "changes": [ {"id": "change-<n>", "trial": TRIAL, keys of `trialwatch changes --json`}, ... ],
+     "failures": [ {"id": "failure-<n>", "trial": TRIAL, "trial_id", "source", "kind", "streak", "error",
+                    "detected_at"}, ... ]}
+
+``trial`` is the trial an item belongs to: the record's ``trial_id`` (so the WHO copy of
+an NCT trial has the NCT ID), or the key that links records of one trial across
+registries.  Discrepancies and integrity flags are changes of ``kind`` ``discrepancy`` /
+``flag`` whose ``new`` (raised) or ``old`` (resolved) is an object with a ``summary``.
 
 Every item has a stable ``id``, and every POST an ``Idempotency-Key`` header (also in
 the body) derived from the channel's name and the IDs of the items it carries: a
@@ -39,16 +45,24 @@ from pipeline.deliver.base import (
 from pipeline.http_client import Deadline, install_deadlines, total_deadline
 
 
+def _with_trial(item: dict[str, Any], trial: str) -> dict[str, Any]:
+    """``item`` with the ``trial`` it belongs to right after its ``id``."""
+    return {"id": item["id"], "trial": trial, **{k: v for k, v in item.items() if k != "id"}}
+
+
 def webhook_payload(batch: Batch) -> dict[str, Any]:
     """The JSON body for a batch (pure)."""
+    change_trials = {c.id: g.key for g in batch.report.groups for c in g.changes}
+    failure_trials = {f.row["id"]: f.trial for f in batch.report.failures}
     return {
         "trialwatch": __version__,
         "alert": batch.rule.name,
         "generated_at": batch.generated_at,
         "summary": batch.report.summary(),
         "idempotency_key": batch.idempotency_key,
-        "changes": [alert_change_json(c) for c in batch.changes],
-        "failures": [failure_json(f) for f in batch.failures],
+        "changes": [_with_trial(alert_change_json(c), change_trials.get(c["id"], c["trial_id"]))
+                    for c in batch.changes],
+        "failures": [_with_trial(failure_json(f), failure_trials.get(f["id"], f["trial_id"])) for f in batch.failures],
         **({"test": True} if batch.report.test else {}),
     }
 

@@ -1,6 +1,7 @@
 """The Atom 1.0 feed: subscribe to a watchlist's changes in any feed reader (pure).
 
-One entry per trial with changes in the report and one per failure event.  Entry
+One entry per trial with changes in the report (all its registries' changes, its
+discrepancies and flags) and one per failure event.  Entry
 ids are built from the stored row ids, so the same report rendered twice gives the
 same ids and a reader never shows an entry twice.  The document is built with
 ElementTree, which escapes every value; characters XML forbids (control characters
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from urllib.parse import quote
 
 from pipeline.report.html import change_html
-from pipeline.report.model import Report, TrialGroup, field_label
+from pipeline.report.model import Report, TrialGroup
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -51,7 +53,7 @@ def render_atom(report: Report, *, feed_id: str) -> str:
             _sub(entry, "id", f"{feed_id}:failure:{r['id']}")
         else:  # still failing: one entry per trial and streak length
             _sub(entry, "id", f"{feed_id}:failing:{r['source']}:{r['trial_id']}:{r['streak']}")
-        _sub(entry, "title", f"{r['trial_id']} ({r['source']}): {f.describe()}")
+        _sub(entry, "title", f"{r['trial_id']} ({f.registry}): {f.describe()}")
         _sub(entry, "updated", r["detected_at"])
         _sub(entry, "link", rel="alternate", href=f.url)
         _sub(entry, "summary", f.describe())
@@ -62,15 +64,15 @@ def render_atom(report: Report, *, feed_id: str) -> str:
 def _entry(feed: ET.Element, group: TrialGroup, feed_id: str) -> None:
     ids = [c.id for c in group.changes]
     entry = _sub(feed, "entry")
-    _sub(entry, "id", f"{feed_id}:{group.source}:{group.trial_id}:changes:{min(ids)}-{max(ids)}")
-    labels = list(dict.fromkeys(c.label for c in group.changes))
-    n = len(group.changes)
-    title = f"{group.trial_id}: {', '.join(labels)}"
+    _sub(entry, "id", f"{feed_id}:trial:{quote(group.key, safe='')}:changes:{min(ids)}-{max(ids)}")
+    title = f"{group.trial_id}: {group.what_changed()}"
     if group.title:
         title += f" · {group.title}"
     _sub(entry, "title", title)
     _sub(entry, "updated", group.updated)
-    _sub(entry, "link", rel="alternate", href=group.url)
-    _sub(entry, "summary", f"{n} change{'s' if n != 1 else ''} on {group.registry}: {', '.join(labels)}")
+    for i, copy in enumerate(c for c in group.copies if c.url):
+        _sub(entry, "link", rel="alternate" if i == 0 else "related", href=copy.url)
+    registries = ", ".join(dict.fromkeys(c.registry for c in group.copies))
+    _sub(entry, "summary", f"{group.summary()} on {registries}")
     # type="html": the HTML is a string that ElementTree escapes once more, as Atom requires.
-    _sub(entry, "content", "\n".join(change_html(c) for c in group.changes), type="html")
+    _sub(entry, "content", "\n".join(change_html(c, group.copy_label(c)) for c in group.changes), type="html")

@@ -1,7 +1,12 @@
 """JSON and CSV reports: the same rows as the tables, for scripts and spreadsheets (pure).
 
-Each change row has the keys of ``trialwatch changes --json`` plus ``id``, ``title``
-and ``url``, in report order.  JSON adds the summary and the failure events; CSV is
+Each change row has the keys of ``trialwatch changes --json`` plus ``id``, ``title``,
+``url`` (the page of the record the change is about), ``trial`` (the trial it belongs
+to: its ``trial_id``, or the key linking records across registries), ``registry`` (the
+record's registry by name) and ``description`` (the change on one line, status codes
+as labels, an event as kind, field, raised or resolved and its summary), in report
+order: trial by trial.  ``summary.changes`` counts edits of records,
+``summary.events`` discrepancies and flags by kind, ``summary.trials`` distinct trials.  JSON adds the summary and the failure events; CSV is
 the change rows alone (one kind of row per file), values that are lists or objects
 written as JSON, control characters in text shown as U+FFFD (JSON escapes them), and
 text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) given a
@@ -16,11 +21,13 @@ import json
 import re
 from typing import Any
 
-from pipeline.report.model import ChangeLine, Report, TrialGroup, printable
+from pipeline.report.model import ChangeLine, Report, TrialGroup, printable, registry_url
 
 CSV_COLUMNS = (
     "id", "trial_id", "source", "title", "url", "significance", "field", "kind", "old", "new",
     "added", "removed", "detected_at", "registry_date", "backfilled",
+    # after the first ones, so a script that reads columns by position keeps working
+    "trial", "registry", "description",
 )
 
 
@@ -28,7 +35,10 @@ def change_row(group: TrialGroup, change: ChangeLine) -> dict[str, Any]:
     """The public form of one change in a report."""
     from pipeline.codec import change_json
 
-    return {"id": change.id, **change_json(change.row), "title": group.title, "url": group.url}
+    return {
+        "id": change.id, **change_json(change.row), "title": group.title, "url": registry_url(change.trial_id, change.source),
+        "trial": group.key, "registry": change.registry, "description": change.describe(),
+    }
 
 
 def rows(report: Report) -> list[dict[str, Any]]:
@@ -37,7 +47,7 @@ def rows(report: Report) -> list[dict[str, Any]]:
 
 def failure_rows(report: Report) -> list[dict[str, Any]]:
     keys = ("id", "trial_id", "source", "kind", "streak", "error", "detected_at")
-    return [{**{k: f.row.get(k) for k in keys}, "url": f.url} for f in report.failures]
+    return [{**{k: f.row.get(k) for k in keys}, "url": f.url, "trial": f.trial} for f in report.failures]
 
 
 def render_json(report: Report) -> str:
@@ -48,9 +58,10 @@ def render_json(report: Report) -> str:
         "since": report.since,
         "summary": {
             "text": report.summary(),
-            "changes": len(report.change_lines),
+            "changes": len(report.edits),
             "trials": len(report.groups),
             "by_significance": {k: v for k, v in counts.items()},
+            "events": dict(report.event_counts()),
             "failures": len(report.failures),
         },
         "changes": rows(report),

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from pipeline.report.model import Report, build_report
 from pipeline.report.window import Since
 from pipeline.store import Store
+
+
+def load_trial_keys(store: Store) -> Mapping[tuple[str, str], str] | None:
+    """Which trial each record belongs to, where the store links records across registries.
+
+    A store with ``trial_key_map()`` (records linked by secondary IDs) says so; without
+    it, None: each record is the trial of its ``trial_id`` (:func:`build_report`'s default).
+    """
+    trial_key_map = getattr(store, "trial_key_map", None)
+    return trial_key_map() if callable(trial_key_map) else None
 
 
 @dataclass
@@ -55,6 +66,7 @@ def load_report(
             if (t["trial_id"], t["source"]) not in in_window
         ]
     report = build_report(
-        changes, failures, titles=store.trial_titles(), generated_at=generated_at, since=since.describe(), title=title
+        changes, failures, titles=store.trial_titles(), trial_keys=load_trial_keys(store),
+        generated_at=generated_at, since=since.describe(), title=title,
     )
     return LoadedReport(report, upto_change, upto_failure)

@@ -1,10 +1,14 @@
-"""The plain-text report: for a terminal, a log, or the text part of an e-mail (pure)."""
+"""The plain-text report: for a terminal, a log, or the text part of an e-mail (pure).
+
+One block per trial: its ID and title, one line per registry record with its page,
+then its changes, each naming its registry, then its discrepancies and flags.
+"""
 
 from __future__ import annotations
 
 import textwrap
 
-from pipeline.report.model import ChangeLine, Report
+from pipeline.report.model import ChangeLine, Report, TrialGroup
 
 INDENT = "    "
 
@@ -14,28 +18,36 @@ def render_text(report: Report) -> str:
     lines.append(report.summary())
     for group in report.groups:
         lines.append("")
-        head = f"{group.trial_id} [{group.registry}]"
-        if group.title:
-            head += f" {group.title}"
-        lines.append(head)
-        lines.append(f"  {group.url}")
-        for change in group.changes:
-            lines.extend(_change(change))
+        lines.extend(_group(group))
     if report.failures:
         lines.append("")
         lines.append("Fetch failures")
         for f in report.failures:
-            lines.append(f"  {f.row['trial_id']} [{f.row['source']}] {f.describe()} ({f.row['detected_at']})")
+            lines.append(f"  {f.row['trial_id']} [{f.registry}] {f.describe()} ({f.row['detected_at']})")
             lines.append(f"    {f.url}")
     return "\n".join(lines) + "\n"
+
+
+def _group(group: TrialGroup) -> list[str]:
+    lines = [group.trial_id + (f"  {group.title}" if group.title else "")]
+    for copy in group.copies:
+        name = copy.registry + (f" {copy.trial_id}" if copy.trial_id != group.trial_id else "")
+        lines.append(f"  {name}: {copy.url}")
+    for change in group.edits:
+        lines.extend(_change(group, change))
+    if group.events:
+        lines.append("  Discrepancies and flags")
+        for event in group.events:
+            lines.extend(_wrap(f"{event.describe()} · {group.copy_label(event)} ({event.detected_at})", INDENT))
+    return lines
 
 
 def _wrap(text: str, prefix: str) -> list[str]:
     return textwrap.wrap(text, width=100, initial_indent=prefix, subsequent_indent=prefix + "  ") or [prefix]
 
 
-def _change(c: ChangeLine) -> list[str]:
-    head = f"  [{c.significance}] {c.label}"
+def _change(group: TrialGroup, c: ChangeLine) -> list[str]:
+    head = f"  [{c.significance}] {c.label} · {group.copy_label(c)}"
     if c.row.get("backfilled"):
         head += " (backfilled history)"
     head += f"  ({c.when})"
