@@ -285,7 +285,7 @@ def test_sigkill_leaves_a_sound_database_that_resumes(tmp_path):
 
 def test_a_failing_source_does_not_stop_the_other_and_alerts_once(tmp_path):
     """CT.gov unreachable for three runs: WHO still refreshes; one failure alert per trial, then one recovery."""
-    from pipeline.commands.core import StopFlag
+    from pipeline.cli.core import StopFlag
     from pipeline.config import load_config
     from pipeline.daemon import Daemon
 
@@ -321,7 +321,7 @@ def test_the_daemon_rereads_a_changed_config_before_a_run(tmp_path, caplog):
     """`watch add` while the daemon runs: the next run fetches the new trial; a broken edit is ignored."""
     import logging
 
-    from pipeline.commands.core import StopFlag
+    from pipeline.cli.core import StopFlag
     from pipeline.config import load_config
     from pipeline.daemon import Daemon
 

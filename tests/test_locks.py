@@ -151,7 +151,7 @@ def test_watch_add_waits_for_the_config_lock(tmp_path):
 def test_the_daemon_keeps_its_config_when_the_file_is_caught_empty(tmp_path, caplog):
     import logging
 
-    from pipeline.commands.core import StopFlag
+    from pipeline.cli.core import StopFlag
     from pipeline.config import load_config
     from pipeline.daemon import Daemon
 

@@ -75,7 +75,7 @@ def test_every_format_carries_the_same_changes(store):
     doc = json.loads(out["json"])
     assert [r["id"] for r in doc["changes"]] == ids
     assert doc["summary"]["changes"] == 6 and doc["summary"]["trials"] == 3
-    from pipeline.commands.core import change_json
+    from pipeline.cli.core import change_json
 
     public = set(change_json(report.change_lines[0].row))
     assert all(public <= set(r) for r in doc["changes"])

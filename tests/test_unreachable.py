@@ -149,7 +149,7 @@ def test_identical_failures_are_listed_once_with_a_count(tmp_path):
 
 
 def test_failure_lines_group_identical_errors():
-    from pipeline.commands import failure_lines
+    from pipeline.cli.common import failure_lines
 
     failures = [("A", "who", "boom"), ("B", "who", "boom"), ("C", "ctgov", "other"), ("D", "who", "boom")]
     assert failure_lines(failures) == [

@@ -1,7 +1,8 @@
 """The ``trialwatch`` command line: a thin layer over the library.
 
-Commands live in ``pipeline/commands/`` (one module per area) and register on the
-group defined here.  Every user mistake becomes a one-sentence message and an exit
+Commands live in the modules beside this one (one per area: ``core``, ``bulk``,
+``unattended``, ``tools``; ``options`` and ``common`` hold what they share) and
+register on the group defined here.  Every user mistake becomes a one-sentence message and an exit
 code: 2 for usage, configuration and trial-ID errors (nothing written), 1 for a run
 that finished with failures or a store error, 3 when another refresh holds the lock.
 """
@@ -24,10 +25,10 @@ EXIT_USAGE = 2
 EXIT_LOCKED = 3
 
 COMMAND_MODULES = (
-    "pipeline.commands.core",
-    "pipeline.commands.tools",
-    "pipeline.commands.bulk",
-    "pipeline.commands.unattended",
+    "pipeline.cli.core",
+    "pipeline.cli.tools",
+    "pipeline.cli.bulk",
+    "pipeline.cli.unattended",
 )
 
 

@@ -1,8 +1,8 @@
-"""CLI commands, one module per area; each exposes ``register(group)``.
+"""What several command modules share.
 
-What several command modules share lives here: the ``--source`` choice, the check
-that a chosen source is switched on, and the ``--wait/--no-wait`` option of the
-commands that take the refresh lock (the lock itself: :mod:`pipeline.lock`).
+The ``--source`` choice, the check that a chosen source is switched on, the
+``--wait/--no-wait`` option of the commands that take the refresh lock (the lock
+itself: :mod:`pipeline.lock`), and failure lines grouped with a count.
 """
 
 from __future__ import annotations

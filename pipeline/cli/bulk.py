@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, failure_lines, wait_option
+from pipeline.cli.common import SOURCE_CHOICE, failure_lines, wait_option
 from pipeline.render_table import escape_controls
 from pipeline.record import COMMON_FIELDS
 from pipeline.sources import SOURCES, Source
@@ -284,7 +284,7 @@ def queries_cmd(app, as_json, members_of):
             with app.store() as store:
                 rows = store.query_member_rows(members_of)
         if as_json:
-            from pipeline.commands.core import _json_out
+            from pipeline.cli.core import _json_out
 
             _json_out(rows)
             return

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, check_sources_enabled
-from pipeline.commands.options import SINCE_HELP, since_option
-from pipeline.commands.core import StopFlag
+from pipeline.cli.common import SOURCE_CHOICE, check_sources_enabled
+from pipeline.cli.options import SINCE_HELP, since_option
+from pipeline.cli.core import StopFlag
 from pipeline.render_table import escape_controls
 
 def register(cli: click.Group) -> None:

@@ -10,8 +10,8 @@ import threading
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE, check_sources_enabled, failure_lines, wait_option
-from pipeline.commands.options import (
+from pipeline.cli.common import SOURCE_CHOICE, check_sources_enabled, failure_lines, wait_option
+from pipeline.cli.options import (
     SINCE_HELP,
     full_option,
     limit_option,

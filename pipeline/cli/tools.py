@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.commands import SOURCE_CHOICE
+from pipeline.cli.common import SOURCE_CHOICE
 from pipeline.errors import BlockedPageError, ParseError
 
 def register(cli: click.Group) -> None:
