@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import load_config, parse_config
 from pipeline.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_is_valid():

@@ -10,7 +10,7 @@ page) mutated field by field: diff(a, a) is empty, applying the recorded changes
 the old record gives the new one, also after the changes went through the store's
 JSON round trip, and "hash equal" agrees with "diff empty".
 
-``tests/test_diff.py`` has the same two diff properties on small synthetic records;
+``tests/unit/test_diff.py`` has the same two diff properties on small synthetic records;
 these extend them to real record shapes and to the stored form of the changes.
 """
 

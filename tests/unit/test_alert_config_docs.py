@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import parse_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 CONTRACT = """
 [schedule]
