@@ -31,6 +31,7 @@ from pipeline.plan import Tally, Update, judge_vanished, plan_fetched
 from pipeline.run_record import recorded_run
 from pipeline.sources import SOURCES, Source
 from pipeline.store import Store
+from pipeline.trial_events import update_trials
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -64,6 +65,8 @@ class RefreshResult:
             text += f", deferred to next run {c['deferred']}"
         if c["changes"]:
             text += f" ({c['changes']} field changes)"
+        if c["raised"] or c["cleared"]:
+            text += f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved"
         queries = [f"{c[k]} {k[8:]}" for k in ("queries_loaded", "queries_synced", "queries_skipped",
                                                "queries_swept", "queries_incomplete", "queries_failed") if c[k]]
         if queries:
@@ -165,6 +168,9 @@ def refresh(
         finally:
             if own_http:
                 http.close()
+        trial_events = update_trials(store, flags=config.flags, run_id=run_id)
+        result.counts["raised"] += trial_events.raised
+        result.counts["cleared"] += trial_events.cleared
         run.interrupted = result.interrupted
     return result
 

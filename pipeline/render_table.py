@@ -173,6 +173,15 @@ def cut_around(text: str, lo: int, hi: int, width: int | None, role: str | None 
     return out
 
 
+def event_text(change: dict[str, Any]) -> str:
+    """A discrepancy or flag event in words: "raised: <summary>" or "resolved: <summary>"."""
+    detail = change.get("new") if change.get("new") is not None else change.get("old")
+    summary = detail.get("summary", "") if isinstance(detail, dict) else one_line(detail)
+    what = "discrepancy" if change.get("kind") == "discrepancy" else "flag"
+    state = "raised" if change.get("new") is not None else "resolved"
+    return escape_controls(f"{what} {state}: {summary}")
+
+
 def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled:
     """``old -> new`` cut around what changed, or ``+ added  - removed`` for list fields.
 
@@ -182,6 +191,8 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
     if change.get("kind") in ("missing", "reappeared"):
         text = {"missing": "record no longer returned by the registry", "reappeared": "record is back"}[change["kind"]]
         return out.add(short(text, width))
+    if change.get("kind") in ("discrepancy", "flag"):
+        return out.add(short(event_text(change), width))
     if change.get("added") is not None or change.get("removed") is not None:
         parts = [("+ ", change.get("added"), "new"), ("- ", change.get("removed"), "old")]
         parts = [(mark, items, role) for mark, items, role in parts if items]

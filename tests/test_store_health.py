@@ -272,7 +272,7 @@ def test_a_failed_step_3_keeps_step_2_and_the_next_open_carries_on(tmp_path, mon
     conn.close()
     monkeypatch.setattr("pipeline.store.base.MIGRATIONS", real)
     with Store(db) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
         assert store.load_state("NCT00000001", "ctgov").vanish_streak == 0
 
 
