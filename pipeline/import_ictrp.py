@@ -69,8 +69,9 @@ class ImportResult:
             text += f", rows without a TrialID skipped {self.stats.skipped}"
         if c["failed"]:
             text += f", failed {c['failed']}"
-        if c["raised"] or c["cleared"]:
-            text += f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved"
+        if c["raised"] or c["cleared"] or c["first_seen_flags"]:
+            text += (f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved, "
+                     f"{c['first_seen_flags']} open on first sight")
         return text
 
 
@@ -106,6 +107,7 @@ def import_export(
         events = update_trials(store, flags=flags, run_id=run.run_id)
         result.counts["raised"] += events.raised
         result.counts["cleared"] += events.cleared
+        result.counts["first_seen_flags"] += events.baseline
     return result
 
 

@@ -65,8 +65,9 @@ class RefreshResult:
             text += f", deferred to next run {c['deferred']}"
         if c["changes"]:
             text += f" ({c['changes']} field changes)"
-        if c["raised"] or c["cleared"]:
-            text += f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved"
+        if c["raised"] or c["cleared"] or c["first_seen_flags"]:
+            text += (f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved, "
+                     f"{c['first_seen_flags']} open on first sight")
         queries = [f"{c[k]} {k[8:]}" for k in ("queries_loaded", "queries_synced", "queries_skipped",
                                                "queries_swept", "queries_incomplete", "queries_failed") if c[k]]
         if queries:
@@ -171,6 +172,7 @@ def refresh(
         trial_events = update_trials(store, flags=config.flags, run_id=run_id)
         result.counts["raised"] += trial_events.raised
         result.counts["cleared"] += trial_events.cleared
+        result.counts["first_seen_flags"] += trial_events.baseline
         run.interrupted = result.interrupted
     return result
 

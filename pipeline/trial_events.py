@@ -12,6 +12,11 @@ pure and the hot write path untouched.  Only trials with a new snapshot since th
 pass, or whose links moved, have their versions re-read; the date-dependent flags of
 the others are re-judged once a day.  A pass over nothing new writes nothing.
 
+A first sighting is a state, not a change (as for fields): the discrepancies and
+flags of records never judged before (a new watch, a first import, a database just
+migrated) are opened without an event.  From then on each appearance and resolution
+is an event.  Adding 20,000 trials to a query watch does not send 20,000 alerts.
+
 The WHO portal's copy of a record held by its primary registry (the WHO copy of an NCT
 trial) is judged by the discrepancy rules only: its integrity flags would repeat the
 primary record's.
@@ -19,7 +24,7 @@ primary record's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -44,7 +49,7 @@ class TrialEventsResult:
     judged: int = 0
     raised: int = 0
     cleared: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
+    baseline: int = 0   # opened on a first sighting, without an event
 
 
 def _attr(source: str, name: str, default: Any) -> Any:
@@ -82,6 +87,7 @@ def update_trials(
     result = TrialEventsResult()
     linkable = store.linkable_records()
     keys = link_records({m: {"secondary_ids": ids} for m, (_state, ids) in linkable.items()})
+    known = store.trial_key_map()  # the records judged by an earlier pass
     moved = store.save_trial_links(keys)
     groups: dict[str, list[Member]] = {}
     for member, key in keys.items():
@@ -104,8 +110,9 @@ def update_trials(
         judged |= {f"{s}:{t}" for t, s in members}
         result.judged += 1
         _judge_trial(key, members, versions, today, thresholds, current)
-    counts = store.save_trial_events(current, judged, run_id, now)
-    result.raised, result.cleared = counts["raised"], counts["cleared"]
+    baseline = {f"{s}:{t}" for t, s in keys if (t, s) not in known}
+    counts = store.save_trial_events(current, judged, run_id, now, baseline)
+    result.raised, result.cleared, result.baseline = counts["raised"], counts["cleared"], counts["baseline"]
     if newest != seen:
         store.set_meta(_SEEN_KEY, str(newest))
     if not same_day:

@@ -183,7 +183,8 @@ def test_a_flag_raises_and_clears_as_a_record_changes(tmp_path, fixtures_dir):
         update_trials(store, today=date(2026, 11, 30))
         assert "results_overdue" not in {f["subject"] for f in store.trial_flags()}
         cleared = [c for c in store.changes() if c["kind"] == "flag" and c["field"] == "results_overdue"]
-        assert [c["new"] is None for c in cleared] == [False, True]
+        # raised on first sight without an event (a first sighting is a state); its resolution is one
+        assert [c["new"] is None for c in cleared] == [True]
         # a stricter threshold is a new judgement the same day
         update_trials(store, today=date(2026, 11, 30), flags={"results_overdue_months": 1200})
 

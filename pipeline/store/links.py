@@ -120,6 +120,7 @@ class LinksMixin(StoreBase):
         judged: set[str],
         run_id: int | None,
         now: str,
+        baseline: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> dict[str, int]:
         """Bring ``trial_flags`` to ``current`` and log what was raised and cleared (one transaction).
 
@@ -127,10 +128,12 @@ class LinksMixin(StoreBase):
         ("source:trial_id").  An open row not in ``current`` is cleared only when all its
         copies were judged (a copy that went missing or was not looked at keeps its flags).
         An open row still holding gets its detail and trial key refreshed, with no event.
+        One whose copies are all in ``baseline`` (seen for the first time) is opened
+        without an event: a first sighting is a state, not a change.
         """
 
         def write() -> dict[str, int]:
-            counts = {"raised": 0, "cleared": 0}
+            counts = {"raised": 0, "cleared": 0, "baseline": 0}
             open_rows = {
                 (kind, subject, copies): (fid, key, detail)
                 for fid, key, kind, subject, copies, detail in self.conn.execute(
@@ -146,14 +149,18 @@ class LinksMixin(StoreBase):
                         self.conn.execute("UPDATE trial_flags SET trial_key = ?, detail = ? WHERE id = ?",
                                           (item["trial_key"], detail_json, fid))
                     continue
-                change_id = self._log_event(copies, item["detail"].get("significance", "other"), kind, subject,
-                                            None, item["detail"], run_id, now)
+                change_id = None
+                if set(copies.split()) <= baseline:
+                    counts["baseline"] += 1
+                else:
+                    change_id = self._log_event(copies, item["detail"].get("significance", "other"), kind, subject,
+                                                None, item["detail"], run_id, now)
+                    counts["raised"] += 1
                 self.conn.execute(
                     "INSERT INTO trial_flags (trial_key, kind, subject, copies, detail, raised_at, raised_change)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (item["trial_key"], kind, subject, copies, detail_json, now, change_id),
                 )
-                counts["raised"] += 1
             for ident, (fid, key, old_detail) in open_rows.items():
                 if ident in current or not set(ident[2].split()) <= judged:
                     continue
