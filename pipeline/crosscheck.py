@@ -81,6 +81,10 @@ class Copy:
     updated: str | None = None    # the copy's last-updated (or last-refreshed) date
     updated_word: str = "last updated"
     since: dict[str, str | None] = field(default_factory=dict)  # field -> date its value was first seen
+    # A copy a refresh keeps checking: the run that last checked it (None for an imported or
+    # backfilled copy, which nothing re-checks), and the run that first stored each field's value.
+    checked: int | None = None
+    changed_at: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -193,6 +197,7 @@ def compare_copies(a: Copy, b: Copy) -> list[dict[str, Any]]:
         out.append(
             {
                 "field": name,
+                "pending": behind(older, newer, name) or behind(newer, older, name),
                 "summary": summarize(name, older, newer, va, vb),
                 "copies": [
                     {
@@ -210,8 +215,21 @@ def compare_copies(a: Copy, b: Copy) -> list[dict[str, Any]]:
     return out
 
 
+def behind(copy: Copy, other: Copy, name: str) -> bool:
+    """Whether ``copy`` is one a refresh re-checks and has not been checked since ``other``'s
+    value of ``name`` was stored: then their disagreement is not known yet (the daemon
+    refreshes each registry on its own schedule; a ClinicalTrials.gov change must not be
+    called a discrepancy before the WHO copy was looked at again)."""
+    changed = other.changed_at.get(name)
+    return copy.checked is not None and changed is not None and copy.checked < changed
+
+
 def discrepancies(copies: Iterable[Copy]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(field, "ref ref") -> detail, over every pair of present copies of one trial."""
+    """(field, "ref ref") -> detail, over every pair of present copies of one trial.
+
+    A detail with ``pending`` True is a disagreement not yet known (see :func:`behind`):
+    an open discrepancy stays open, none is raised.
+    """
     ordered = sorted(copies, key=lambda c: c.ref)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for i, a in enumerate(ordered):
@@ -223,10 +241,11 @@ def discrepancies(copies: Iterable[Copy]) -> dict[tuple[str, str], dict[str, Any
     return out
 
 
-def value_since(versions: list[tuple[str | None, dict[str, Any]]], name: str) -> str | None:
+def value_since(versions: list[tuple[Any, dict[str, Any]]], name: str) -> Any:
     """The date of the first of the newest run of versions that held the current value of ``name``.
 
-    ``versions``: (date, record) oldest first, the current one last.
+    ``versions``: (date, record) oldest first, the current one last (or (run id, record):
+    the run that first stored it).
     """
     if not versions:
         return None

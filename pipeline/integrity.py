@@ -62,6 +62,7 @@ class Version:
     label: str                 # "v3": its number among the copy's versions, oldest first
     date: str | None           # the registry's date of the version (else when it was fetched)
     record: dict[str, Any]
+    run_id: int | None = None  # the run that stored it
 
 
 def end_of(value: str | None) -> date | None:

@@ -29,7 +29,7 @@ from datetime import date
 from typing import Any
 
 from pipeline.clock import utcnow
-from pipeline.codec import dumps
+from pipeline.codec import dumps, loads
 from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
 from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
 from pipeline.linking import link_records
@@ -41,6 +41,7 @@ Member = tuple[str, str]
 _SEEN_KEY = "trial_events_snapshot"   # meta: the newest snapshot id the last pass had read
 _DAY_KEY = "trial_events_day"         # meta: the day of the last pass (date-dependent flags)
 _CONF_KEY = "trial_events_config"     # meta: the thresholds of the last pass
+_PENDING_KEY = "trial_events_pending"  # meta: trials with a disagreement not yet known (judged again next pass)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def build_versions(snapshots: list[dict[str, Any]]) -> list[Version]:
         if s["content_hash"] == last_hash or not isinstance(s["record"], dict):
             continue
         last_hash = s["content_hash"]
-        out.append(Version(label=f"v{len(out) + 1}", date=when(s) or None, record=s["record"]))
+        out.append(Version(label=f"v{len(out) + 1}", date=when(s) or None, record=s["record"], run_id=s["run_id"]))
     return out
 
 
@@ -98,32 +99,55 @@ def update_trials(
     newest = store.max_snapshot_id()
     same_day = store.get_meta(_DAY_KEY) == today.isoformat() and store.get_meta(_CONF_KEY) == dumps(thresholds)
     fresh = store.snapshot_members_since(seen)
+    pending = set(loads(store.get_meta(_PENDING_KEY)) or ())
     to_judge = {
         key for key, members in groups.items()
-        if not same_day or key in moved or any(m in fresh for m in members)
+        if not same_day or key in moved or key in pending or any(m in fresh for m in members)
     }
     current: dict[tuple[str, str, str], dict[str, Any]] = {}
+    undecided: set[tuple[str, str, str]] = set()
     judged: set[str] = set()
     for key in sorted(to_judge):
         members = [m for m in groups[key] if linkable[m][0] == "present"]
-        versions = {m: build_versions(v) for m, v in store.copy_versions(members).items()}
+        snapshots = store.copy_versions(members)
+        versions = {m: build_versions(v) for m, v in snapshots.items()}
+        checked = {m: _checked(m[1], v) for m, v in snapshots.items()}
         judged |= {f"{s}:{t}" for t, s in members}
         result.judged += 1
-        _judge_trial(key, members, versions, today, thresholds, current)
+        _judge_trial(key, members, versions, checked, today, thresholds, current, undecided)
     baseline = {f"{s}:{t}" for t, s in keys if (t, s) not in known}
-    counts = store.save_trial_events(current, judged, run_id, now, baseline)
+    counts = store.save_trial_events(current, judged, run_id, now, baseline, undecided)
     result.raised, result.cleared, result.baseline = counts["raised"], counts["cleared"], counts["baseline"]
     if newest != seen:
         store.set_meta(_SEEN_KEY, str(newest))
+    still = sorted({current_key for current_key in pending if current_key not in to_judge}
+                   | {keys_of_pair(ident, keys) for ident in undecided})
+    if still != sorted(pending):
+        store.set_meta(_PENDING_KEY, dumps(still))
     if not same_day:
         store.set_meta(_DAY_KEY, today.isoformat())
         store.set_meta(_CONF_KEY, dumps(thresholds))
     return result
 
 
+def keys_of_pair(ident: tuple[str, str, str], keys: dict[Member, str]) -> str:
+    """The trial key of an undecided discrepancy (its copies are "source:trial_id" refs)."""
+    source, trial_id = ident[2].split()[0].split(":", 1)
+    return keys[(trial_id, source)]
+
+
+def _checked(source: str, snapshots: list[dict[str, Any]]) -> int | None:
+    """The run that last checked a copy refreshes keep checking; None for an imported or
+    backfilled current record (nothing re-checks it, nothing to wait for)."""
+    if not snapshots or snapshots[0]["current_format"] not in _attr(source, "live_formats", ()):
+        return None
+    return snapshots[0]["checked_run"]
+
+
 def _judge_trial(
-    key: str, members: list[Member], versions: dict[Member, list[Version]], today: date,
-    thresholds: dict[str, int], current: dict[tuple[str, str, str], dict[str, Any]],
+    key: str, members: list[Member], versions: dict[Member, list[Version]], checked: dict[Member, int | None],
+    today: date, thresholds: dict[str, int], current: dict[tuple[str, str, str], dict[str, Any]],
+    undecided: set[tuple[str, str, str]],
 ) -> None:
     copies = []
     for trial_id, source in members:
@@ -133,12 +157,18 @@ def _judge_trial(
         record = vs[-1].record
         updated = record.get(_attr(source, "updated_field", "last_updated")) or record.get("last_updated")
         history = [(v.date, v.record) for v in vs]
+        stored = [(v.run_id, v.record) for v in vs]
         copies.append(Copy(
             trial_id=trial_id, source=source, registry=copy_label(source), record=record, updated=updated,
             updated_word=_attr(source, "updated_word", "last updated"),
             since={name: value_since(history, name) for name in COMPARED_FIELDS},
+            checked=checked.get((trial_id, source)),
+            changed_at={name: value_since(stored, name) for name in COMPARED_FIELDS},
         ))
     for (name, pair), detail in discrepancies(copies).items():
+        if detail.pop("pending"):
+            undecided.add(("discrepancy", name, pair))
+            continue
         detail["significance"] = significance_of(name)
         current[("discrepancy", name, pair)] = {"trial_key": key, "detail": detail}
     primary_ids = {t for t, s in members if not _attr(s, "copies_others", False)}

@@ -210,3 +210,24 @@ def test_a_v3_database_gains_the_trial_tables(tmp_path):
     with Store(path) as store:
         assert store.get_meta("schema_version") == "4"
         assert store.trial_key_map() == {} and store.trial_flags() == []
+
+
+def test_sources_refreshed_on_their_own_schedules_give_no_passing_discrepancy(tmp_path):
+    """The daemon refreshes ClinicalTrials.gov and WHO at different times: a change seen on
+    one is no discrepancy until the other copy was checked again, and then only if it differs."""
+    corpus = Corpus(size=12, seed=1)
+    nct = corpus.nct_ids
+    with SimulatorServer(corpus) as server:
+        config = load_config(write_demo_config(tmp_path, server.ctgov_url, server.who_url, corpus.ids))
+        with Store(config.database_path) as store:
+            refresh(config, store, backoff_base=0.01)
+            corpus.hold_who(nct[4])  # [4] goes RECRUITING -> TERMINATED; its WHO copy stays behind
+            corpus.advance(days=1)
+            refresh(config, store, sources=["ctgov"], backoff_base=0.01)
+            # [0], [1], [4] moved on ClinicalTrials.gov; the stored WHO copies are older: not known yet
+            assert [e for e in events(store) if e["kind"] == "discrepancy"] == []
+            refresh(config, store, sources=["who"], backoff_base=0.01)
+            raised = [e for e in events(store) if e["kind"] == "discrepancy"]
+            assert [(e["trial_id"], e["field"]) for e in raised] == [(nct[4], "recruitment_status")]
+            refresh(config, store, backoff_base=0.01)
+            assert len([e for e in events(store) if e["kind"] == "discrepancy"]) == 1

@@ -36,6 +36,7 @@ class ToySource:
     copies_others = False
     updated_field = "last_updated"
     updated_word = "last updated"
+    live_formats = ("json",)
 
     def watches(self, trial_id: str) -> bool:
         return trial_id.startswith("ISRCTN")

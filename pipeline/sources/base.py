@@ -67,6 +67,7 @@ class Source(Protocol):
     copies_others: bool             # it republishes other registries' records (the WHO portal)
     updated_field: str              # the record field holding the copy's last-updated date
     updated_word: str               # how people say it ("last updated", "last refreshed")
+    live_formats: tuple[str, ...]   # raw_format of what a refresh fetches (not an import or backfill)
 
     def watches(self, trial_id: str) -> bool:
         """Whether this registry can be asked about ``trial_id``."""

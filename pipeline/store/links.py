@@ -36,20 +36,26 @@ class LinksMixin(StoreBase):
         return out
 
     def copy_versions(self, members: Iterable[Member]) -> dict[Member, list[dict[str, Any]]]:
-        """Each member's snapshots (record decoded), oldest first by id, the current one marked."""
+        """Each member's snapshots (record decoded), oldest first by id, the current one marked;
+        each also carries the run that last checked the trial (``checked_run``) and its current
+        snapshot's ``raw_format``."""
         out: dict[Member, list[dict[str, Any]]] = {}
         for trial_id, source in members:
             current = self.conn.execute(
-                "SELECT snapshot_id FROM trials WHERE trial_id = ? AND source = ?", (trial_id, source)
+                "SELECT t.snapshot_id, t.checked_run, s.raw_format FROM trials t"
+                " LEFT JOIN snapshots s ON s.id = t.snapshot_id WHERE t.trial_id = ? AND t.source = ?",
+                (trial_id, source),
             ).fetchone()
             rows = self.conn.execute(
-                "SELECT id, content_hash, record, fetched_at, registry_date, registry_version, backfilled"
+                "SELECT id, content_hash, record, fetched_at, registry_date, registry_version, backfilled, run_id"
                 " FROM snapshots WHERE trial_id = ? AND source = ? ORDER BY id",
                 (trial_id, source),
             ).fetchall()
             out[(trial_id, source)] = [
                 {"id": r[0], "content_hash": r[1], "record": loads(r[2]), "fetched_at": r[3], "registry_date": r[4],
-                 "registry_version": r[5], "backfilled": bool(r[6]), "current": current is not None and r[0] == current[0]}
+                 "registry_version": r[5], "backfilled": bool(r[6]), "current": current is not None and r[0] == current[0],
+                 "run_id": r[7], "checked_run": current[1] if current else None,
+                 "current_format": current[2] if current else None}
                 for r in rows
             ]
         return out
@@ -121,6 +127,7 @@ class LinksMixin(StoreBase):
         run_id: int | None,
         now: str,
         baseline: set[str] = frozenset(),  # type: ignore[assignment]
+        undecided: set[tuple[str, str, str]] = frozenset(),  # type: ignore[assignment]
     ) -> dict[str, int]:
         """Bring ``trial_flags`` to ``current`` and log what was raised and cleared (one transaction).
 
@@ -129,7 +136,9 @@ class LinksMixin(StoreBase):
         copies were judged (a copy that went missing or was not looked at keeps its flags).
         An open row still holding gets its detail and trial key refreshed, with no event.
         One whose copies are all in ``baseline`` (seen for the first time) is opened
-        without an event: a first sighting is a state, not a change.
+        without an event: a first sighting is a state, not a change.  An open row in
+        ``undecided`` (a disagreement whose copies were not all checked since it moved) is
+        left as it is.
         """
 
         def write() -> dict[str, int]:
@@ -162,7 +171,7 @@ class LinksMixin(StoreBase):
                     (item["trial_key"], kind, subject, copies, detail_json, now, change_id),
                 )
             for ident, (fid, key, old_detail) in open_rows.items():
-                if ident in current or not set(ident[2].split()) <= judged:
+                if ident in current or ident in undecided or not set(ident[2].split()) <= judged:
                     continue
                 kind, subject, copies = ident
                 old = loads(old_detail)

@@ -81,6 +81,7 @@ class ClinicalTrialsGov:
     copies_others = False
     updated_field = "last_updated"
     updated_word = "last updated"
+    live_formats = ("json",)
 
     def watches(self, trial_id: str) -> bool:
         return is_nct(trial_id)

@@ -61,6 +61,7 @@ class WhoIctrp:
     copies_others = True    # every record is a copy of a primary registry's record
     updated_field = "last_refreshed"
     updated_word = "last refreshed"
+    live_formats = ("html",)
 
     def watches(self, trial_id: str) -> bool:
         return True  # the portal shows the trials of every registry it gathers, NCT IDs included
