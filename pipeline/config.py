@@ -19,6 +19,7 @@ from typing import Any
 from pipeline.alert_rules import validate_alert_options
 from pipeline.cron import validate_cron
 from pipeline.errors import ConfigError, InvalidTrialId
+from pipeline.integrity import FLAG_DEFAULTS
 from pipeline.record import SIGNIFICANCE_ORDER
 from pipeline.sources import SOURCES
 from pipeline.trial_ids import normalize_trial_id
@@ -83,6 +84,7 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "password_env": _STR,
     "significance": _STR_LIST,
     "fields": _STR_LIST,
+    "kinds": _STR_LIST,
     "trials": _STR_LIST,
     "tags": _STR_LIST,
     "queries": _STR_LIST,
@@ -94,6 +96,9 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
+#: What ``alerts[].kinds`` may list: a field change (with missing / reappeared records),
+#: a discrepancy between registry copies, an integrity flag (raised or resolved).
+ALERT_KINDS = ("field", "missing", "reappeared", "discrepancy", "flag")
 SIGNIFICANCES = SIGNIFICANCE_ORDER
 
 
@@ -160,6 +165,7 @@ class AlertRule:
     sources: tuple[str, ...] = ()
     queries: tuple[str, ...] = ()  # only these query watches' events (kind 'query'), whatever their trial
     failures: bool = True  # also send failure alerts (a trial failing run after run, and its recovery)
+    kinds: tuple[str, ...] = ()  # change kinds wanted (field, missing, reappeared, discrepancy, flag); () = all
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ class Config:
     alerts: tuple[AlertRule, ...] = ()
     fetch_log_days: int = 90
     busy_timeout: float = 30.0
+    flags: dict[str, int] = field(default_factory=lambda: dict(FLAG_DEFAULTS))
 
     def source(self, name: str) -> SourceConfig:
         return self.sources[name]
@@ -340,6 +347,10 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
             if s not in SOURCES:
                 raise ConfigError(f"{key}.sources: unknown source {s!r}", f"{key}.sources")
         failures = values.pop("failures", True)
+        kinds = tuple(values.pop("kinds", []))
+        for k in kinds:
+            if k not in ALERT_KINDS:
+                raise ConfigError(f"{key}.kinds: unknown kind {k!r} (known: {', '.join(ALERT_KINDS)})", f"{key}.kinds")
         values.pop("channel")
         name = values.pop("name", f"{channel}{i}")
         validate_alert_options(channel, values, key)
@@ -356,13 +367,26 @@ def _alerts(items: Any) -> tuple[AlertRule, ...]:
                 sources=sources,
                 queries=queries,
                 failures=failures,
+                kinds=kinds,
             )
         )
     _unique_names([a.name for a in out], "alerts", "alert rules")
     return tuple(out)
 
 
-TOP_KEYS = {"database", "sources", "watch", "schedule", "alerts"}
+TOP_KEYS = {"database", "sources", "watch", "schedule", "alerts", "flags"}
+
+
+def _flags(table: Any) -> dict[str, int]:
+    """``[flags]``: the integrity flags' thresholds, whole months from 1 to 1200."""
+    values = _check_table(table, set(FLAG_DEFAULTS), "flags")
+    out = dict(FLAG_DEFAULTS)
+    for name, value in values.items():
+        _check_type(value, _POS_INT, f"flags.{name}")
+        if not 1 <= value <= 1200:
+            raise ConfigError(f"flags.{name}: must be between 1 and 1200 months, got {value}", f"flags.{name}")
+        out[name] = value
+    return out
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path | None = None) -> Config:
@@ -419,6 +443,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
                     f"alerts[{i}].queries: no query watch named {name!r} (known: {', '.join(sorted(known_queries)) or 'none'})",
                     f"alerts[{i}].queries",
                 )
+    flags = _flags(data.get("flags", {}))
 
     return Config(
         path=path,
@@ -433,6 +458,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None, base_dir: Path 
         alerts=alerts,
         fetch_log_days=fetch_log_days,
         busy_timeout=busy_timeout,
+        flags=flags,
     )
 
 

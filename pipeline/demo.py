@@ -3,7 +3,9 @@
 Real sockets, a real SQLite file, the same refresh function as live use: only the
 registries are simulated.  Day 1 of the simulator is scripted, so the demo always
 shows a status change, a sample-size change, an edited primary outcome and a
-record that disappeared.
+record that disappeared.  The WHO portal's copy of the first trial is held back
+(``Corpus.hold_who``), as the seed document's was, so the demo also shows a
+discrepancy between the two registries, and the integrity flags of the watched trials.
 """
 
 from __future__ import annotations
@@ -64,6 +66,33 @@ def _reuse_hint(config_path: Path, port: int, size: int) -> str:
     )
 
 
+#: What each discrepancy and flag means, in one line (the README has the exact rules).
+MEANINGS = {
+    "discrepancy": "two registries' copies of one trial disagree; the older copy is named first",
+    "outcome_switching": "a primary outcome was added, removed, moved or reworded after the trial started",
+    "results_overdue": "primary completion was over a year ago and ClinicalTrials.gov has no results",
+    "stale_status": "it still says (not yet) recruiting, yet its completion date has passed or it is not updated",
+    "retrospective_registration": "the trial was registered after it started",
+}
+
+
+def explain_trial_events(store, echo: Callable[[str], None]) -> None:
+    """One example of a discrepancy and of each integrity flag found, with what it means."""
+    flags = store.trial_flags()
+    shown: set[str] = set()
+    for f in flags:
+        what = f["kind"] if f["kind"] == "discrepancy" else f["subject"]
+        if what in shown:
+            continue
+        shown.add(what)
+        count = sum(1 for g in flags if (g["kind"] if g["kind"] == "discrepancy" else g["subject"]) == what)
+        echo(f"{what} ({count} open): {MEANINGS.get(what, '')}")
+        echo(f"  e.g. {f['trial_key']}: {f['detail'].get('summary', '')}")
+    if not shown:
+        echo("no discrepancies or integrity flags")
+    echo("(`trialwatch trial ID` shows a trial's copies side by side; `trialwatch flags` lists them all)")
+
+
 def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[str], None] = print) -> int:
     """Run the demo; returns the number of changes found on the second refresh."""
     from pipeline.simulator.corpus import Corpus
@@ -87,6 +116,9 @@ def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[st
             with open_store(config) as store:
                 first = refresh(config, store, trigger="demo")
                 echo(f"refresh 1 (first sighting): {first.summary()}")
+                held = corpus.nct_ids[0]
+                corpus.hold_who(held)
+                echo(f"the WHO portal's copy of {held} stops being refreshed (as the seed document's did)")
                 events = corpus.advance(days=1)
                 echo(f"simulated day passes: the simulator changed {len(events)} thing(s) upstream")
                 second = refresh(config, store, trigger="demo")
@@ -98,6 +130,8 @@ def run_demo(workdir: Path | None = None, n_trials: int = 12, echo: Callable[[st
                 report = build_report(rows, titles=store.trial_titles(), trial_keys=load_trial_keys(store),
                                       generated_at=utcnow())
                 echo(f"report: {report.summary()}")  # trials counted once, whatever their registries
+                echo("")
+                explain_trial_events(store, echo)
                 echo("")
                 third = refresh(config, store, trigger="demo")
                 echo(f"refresh 3 (nothing changed upstream): {third.summary()}")

@@ -42,6 +42,7 @@ from pipeline.run_record import recorded_run
 from pipeline.sources import who
 from pipeline.sources.who.export import ExportStats, detect_export_format, iter_export_rows
 from pipeline.store import Store
+from pipeline.trial_events import update_trials
 from pipeline.trial_ids import normalize_trial_id
 
 SOURCE = who.SOURCE
@@ -77,6 +78,9 @@ class ImportResult:
             text += f", rows without a TrialID skipped {self.stats.skipped}"
         if c["failed"]:
             text += f", failed {c['failed']}"
+        if c["raised"] or c["cleared"] or c["first_seen_flags"]:
+            text += (f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved, "
+                     f"{c['first_seen_flags']} open on first sight")
         return text
 
 
@@ -97,13 +101,22 @@ def import_export(
     *,
     trigger: str = "import",
     note: str | None = None,
+    flags: dict[str, int] | None = None,
 ) -> ImportResult:
-    """Import an export's bytes; one transaction per trial, one ``runs`` row for the file."""
+    """Import an export's bytes; one transaction per trial, one ``runs`` row for the file.
+
+    Then the trials are re-linked and their discrepancies and flags re-judged
+    (:func:`pipeline.trial_events.update_trials`, with the ``[flags]`` thresholds).
+    """
     fmt = detect_export_format(data)
     with recorded_run(store, [SOURCE.name], trigger, note=note) as run:
         result = ImportResult(run_id=run.run_id, format=fmt)
         run.counts = result.counts
         _import_rows(store, data, result, run.run_id)
+        events = update_trials(store, flags=flags, run_id=run.run_id)
+        result.counts["raised"] += events.raised
+        result.counts["cleared"] += events.cleared
+        result.counts["first_seen_flags"] += events.baseline
     return result
 
 

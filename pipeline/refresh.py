@@ -34,6 +34,7 @@ from pipeline.plan import Tally, Update, judge_vanished, plan_failed, plan_fetch
 from pipeline.run_record import recorded_run
 from pipeline.sources import SOURCES, Source
 from pipeline.store import Store
+from pipeline.trial_events import update_trials
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -89,6 +90,9 @@ class RefreshResult:
             text += f", deferred to next run {c['deferred']}"
         if c["changes"]:
             text += f" ({c['changes']} field changes)"
+        if c["raised"] or c["cleared"] or c["first_seen_flags"]:
+            text += (f"; discrepancies and flags: {c['raised']} raised, {c['cleared']} resolved, "
+                     f"{c['first_seen_flags']} open on first sight")
         queries = [f"{c[k]} {k[8:]}" for k in ("queries_loaded", "queries_synced", "queries_skipped",
                                                "queries_swept", "queries_incomplete", "queries_failed") if c[k]]
         if queries:
@@ -197,6 +201,10 @@ def refresh(
         finally:
             if own_http:
                 http.close()
+        trial_events = update_trials(store, flags=config.flags, run_id=run_id)
+        result.counts["raised"] += trial_events.raised
+        result.counts["cleared"] += trial_events.cleared
+        result.counts["first_seen_flags"] += trial_events.baseline
         run.interrupted = result.interrupted
         if result.unreachable:
             run.note = "; ".join(result.unreachable_lines())

@@ -177,6 +177,15 @@ def cut_around(text: str, lo: int, hi: int, width: int | None, role: str | None 
     return out
 
 
+def event_text(change: dict[str, Any]) -> str:
+    """A discrepancy or flag event in words: "raised: <summary>" or "resolved: <summary>"."""
+    detail = change.get("new") if change.get("new") is not None else change.get("old")
+    summary = detail.get("summary", "") if isinstance(detail, dict) else one_line(detail)
+    what = "discrepancy" if change.get("kind") == "discrepancy" else "flag"
+    state = "raised" if change.get("new") is not None else "resolved"
+    return escape_controls(f"{what} {state}: {summary}")
+
+
 def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled:
     """``old -> new`` cut around what changed, or ``+ added  - removed`` for list fields.
 
@@ -188,6 +197,8 @@ def describe_change(change: dict[str, Any], width: int | None = WIDTH) -> Styled
         return out.add(short(text, width))
     if change.get("kind") == "query":
         return out.add(short(escape_controls(query_summary(change)), width), "new")
+    if change.get("kind") in ("discrepancy", "flag"):
+        return out.add(short(event_text(change), width))
     if (change.get("kind") or "field") not in RECORD_KINDS:  # a discrepancy or flag: one line
         raised = change.get("new") is not None
         event = change.get("new") if raised else change.get("old")

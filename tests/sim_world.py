@@ -48,7 +48,9 @@ class SimWorld:
         return refresh(self.config, self.store, **kw)
 
     def changes(self, kind=None):
-        return [c for c in self.store.changes(include_details=True) if kind is None or c["kind"] == kind]
+        """Field changes (details included; discrepancy and flag events are tested in test_trial_view)."""
+        return [c for c in self.store.changes(include_details=True, include_events=False)
+                if kind is None or c["kind"] == kind]
 
     def trial(self, trial_id, source):
         (row,) = [r for r in self.store.trials(source) if r["trial_id"] == trial_id]

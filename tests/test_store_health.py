@@ -272,7 +272,7 @@ def test_a_failed_step_3_keeps_step_2_and_the_next_open_carries_on(tmp_path, mon
     conn.close()
     monkeypatch.setattr("pipeline.store.base.MIGRATIONS", real)
     with Store(db) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "6"
         assert store.load_state("NCT00000001", "ctgov").vanish_streak == 0
         # step 4: the registry's date of a change (issue 11 item 10); old rows keep none
         assert "registry_date" in store.db["changes"].columns_dict

@@ -32,6 +32,11 @@ class ToySource:
     extra_fields = ("toy_colour",)
     queries = None
     history = None
+    results_due = False
+    copies_others = False
+    updated_field = "last_updated"
+    updated_word = "last updated"
+    live_formats = ("json",)
 
     def watches(self, trial_id: str) -> bool:
         return trial_id.startswith("ISRCTN")

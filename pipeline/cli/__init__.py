@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "pipeline.cli.tools",
     "pipeline.cli.bulk",
     "pipeline.cli.unattended",
+    "pipeline.cli.trial",
 )
 
 

@@ -68,6 +68,7 @@ def backfill_cmd(app, trial_ids, progress, wait):
     from pipeline.lock import RefreshLock
     from pipeline.progress import Progress
     from pipeline.run_record import recorded_run
+    from pipeline.trial_events import update_trials
 
     config = app.config
     sources = {t: history_source(t) for t in trial_ids}
@@ -116,6 +117,9 @@ def backfill_cmd(app, trial_ids, progress, wait):
                         )
                     if show:
                         show("backfill", i, len(trial_ids))
+                events = update_trials(store, flags=config.flags, run_id=run.run_id)
+                if events.raised or events.cleared:
+                    click.echo(f"discrepancies and flags: {events.raised} raised, {events.cleared} resolved")
     if show:
         show.close()
     sys.exit(1 if failed else 0)
@@ -145,7 +149,7 @@ def import_ictrp_cmd(app, files, wait):
     with RefreshLock(app.config.database_path, wait=wait), app.store() as store:
         for path in files:
             try:
-                result = import_export_file(store, path)
+                result = import_export_file(store, path, flags=app.config.flags)
             except ParseError as exc:
                 raise click.ClickException(f"{path}: {exc}") from None
             except OSError as exc:

@@ -166,6 +166,8 @@ class Corpus:
         self.generation = 0  # bumps on every change (list caches key on it)
         self.last_change = start
         self.events: list[dict[str, Any]] = []
+        # trial ID -> (state, last refreshed) the WHO portal keeps showing (hold_who / release_who)
+        self.who_held: dict[str, tuple[dict[str, Any], date]] = {}
         self.results = ResultsPool(seed)
         self._cached_bytes = 0
         self.trials: list[Trial] = []
@@ -341,6 +343,11 @@ class Corpus:
         t = self.live(trial_id)
         if t is None:
             return render_who.not_found_page(trial_id)
+        held = self.who_held.get(t.trial_id)
+        if held is not None:  # the portal still shows an old copy (the seed document's case)
+            content = self.content(t)
+            return render_who.trial_page(
+                render_who.who_view(t, content, G.assemble_protocol(content, held[0]), held[0], held[1]))
         refreshed = self.last_refreshed.isoformat()
         cached = t._who
         state = t.state
@@ -358,6 +365,28 @@ class Corpus:
         state = state or t.state
         content = content or self.content(t)
         return render_who.who_view(t, content, G.assemble_protocol(content, state), state, self.last_refreshed)
+
+    def hold_who(self, trial_id: str) -> dict[str, Any]:
+        """From now on the WHO portal shows ``trial_id`` as it stands today, whatever changes
+        (the WHO copy of NCT04252118, "last refreshed on 12 December 2020", still said Recruiting)."""
+        with self.lock:
+            t = self.live(trial_id)
+            if t is None:
+                raise KeyError(trial_id)
+            self.who_held[t.trial_id] = (t.state, self.last_refreshed)
+            return {"trial_id": t.trial_id, "held": True, "status": t.state["status"],
+                    "last_refreshed": self.last_refreshed.isoformat()}
+
+    def release_who(self, trial_id: str) -> dict[str, Any]:
+        """The WHO portal catches up with ``trial_id``'s current record."""
+        with self.lock:
+            t = self.get(trial_id)
+            if t is None:
+                raise KeyError(trial_id)
+            self.who_held.pop(t.trial_id, None)
+            t._who = None
+            self.generation += 1
+            return {"trial_id": t.trial_id, "held": False, "status": t.state["status"]}
 
     # ------------------------------------------------------------------ time
     def advance(self, days: int = 1) -> list[dict[str, Any]]:

@@ -15,6 +15,8 @@ same URLs, shapes and misbehaviour as the real registries:
 ``GET /_sim/events``                           every event so far
 ``GET|POST|DELETE /_sim/faults``               list / replace (JSON list) / clear fault rules
 ``POST /_sim/restore?id=...``                  bring a deleted trial back
+``POST|DELETE /_sim/who-hold?id=...``           the WHO page keeps showing the trial as it is now /
+                                               catches up (a stale WHO copy)
 ``GET|DELETE /_sim/stats``                     request counts per route (DELETE resets)
 ``GET /_sim/info``                             date, day, size, seed, URLs
 =============================================  ==============================================
@@ -653,6 +655,10 @@ class SimulatorServer:
                 if method == "DELETE":
                     self.faults.clear()
                     return 200, JSON, b"[]", {}
+            if name == "who-hold" and method in ("POST", "DELETE"):
+                tid = params.get("id", [""])[-1]
+                change = self.corpus.hold_who if method == "POST" else self.corpus.release_who
+                return 200, JSON, orjson.dumps(change(tid)), {}
             if name == "restore" and method == "POST":
                 tid = params.get("id", [""])[-1]
                 return 200, JSON, orjson.dumps(self.restore(tid)), {}

@@ -62,6 +62,12 @@ class Source(Protocol):
     extra_fields: tuple[str, ...]   # record fields beyond COMMON_FIELDS (export columns)
     queries: Any                    # the query-watch API, or None
     history: Any                    # the record-history API, or None
+    # What the trial view (pipeline.trial_events) needs to know of the registry:
+    results_due: bool               # it records whether results are posted, and they are due
+    copies_others: bool             # it republishes other registries' records (the WHO portal)
+    updated_field: str              # the record field holding the copy's last-updated date
+    updated_word: str               # how people say it ("last updated", "last refreshed")
+    live_formats: tuple[str, ...]   # raw_format of what a refresh fetches (not an import or backfill)
 
     def watches(self, trial_id: str) -> bool:
         """Whether this registry can be asked about ``trial_id``."""

@@ -17,6 +17,8 @@ the README's schema section for every column):
 ``channels``   one row per configured alert channel: how far it has been served
                (cursors over ``changes`` and ``failure_events``) and its last outcome.
 ``deliveries`` which change or failure event went to which channel, and when.
+``trial_links`` which records describe the same trial (its trial key).
+``trial_flags`` discrepancies between copies and integrity flags, open and cleared.
 
 A trial's snapshot, its changes and its ``trials`` row are written in one
 transaction (:meth:`Store.save_update`): a crash leaves either all of them or none.
@@ -33,6 +35,7 @@ transaction (:meth:`Store.save_update`): a crash leaves either all of them or no
 ``queries``    query watches and their members
 ``backfill``   registry history versions
 ``search``     full-text search, streaming current records for export
+``links``      one trial across registries: links, discrepancies and integrity flags
 =============  ===============================================================
 
 Every public method turns SQLite's errors into a :class:`~pipeline.errors.StoreError`
@@ -55,6 +58,7 @@ from pipeline.store.backfill import BackfillMixin
 from pipeline.store.base import StoreBase, describe_error, translate_errors
 from pipeline.store.delivery import DeliveryMixin
 from pipeline.store.failures import FailuresMixin
+from pipeline.store.links import LinksMixin
 from pipeline.store.queries import QueriesMixin
 from pipeline.store.runs import RunsMixin
 from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
@@ -68,7 +72,8 @@ __all__ = ["Store", "open_store", "search_texts", "describe_error", "SCHEMA", "S
 
 
 class Store(
-    RunsMixin, QueriesMixin, TrialsMixin, FailuresMixin, DeliveryMixin, BackfillMixin, SearchMixin, StoreBase
+    RunsMixin, QueriesMixin, TrialsMixin, FailuresMixin, DeliveryMixin, BackfillMixin, SearchMixin, LinksMixin,
+    StoreBase,
 ):
     """The database of one trialwatch installation."""
 

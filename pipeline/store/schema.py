@@ -20,7 +20,7 @@ from typing import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -33,6 +33,33 @@ SEARCH_INSERT = """
         (SELECT group_concat(value, char(10)) FROM json_each(s.record, '$.interventions'))
     FROM snapshots s WHERE s.id = {snapshot}"""
 _NOT_INDEXED = " AND NOT EXISTS (SELECT 1 FROM search_fts WHERE rowid = s.id)"
+
+TRIAL_TABLES = """
+-- v4: one trial across registries (issue 10).  Rebuilt from the stored records at the
+-- end of each run, import and backfill (pipeline.trial_events).
+CREATE TABLE IF NOT EXISTS trial_links (
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    trial_key TEXT NOT NULL,                      -- the trial: an NCT ID of one of its records, else its smallest ID
+    PRIMARY KEY (trial_id, source)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trial_links_key ON trial_links (trial_key);
+
+CREATE TABLE IF NOT EXISTS trial_flags (
+    id INTEGER PRIMARY KEY,
+    trial_key TEXT NOT NULL,
+    kind TEXT NOT NULL,                           -- discrepancy | flag
+    subject TEXT NOT NULL,                        -- the compared field, or the flag kind
+    copies TEXT NOT NULL,                         -- the records involved, "source:trial_id" separated by spaces
+    detail TEXT NOT NULL,                         -- JSON: the values, dates and a one-line summary
+    raised_at TEXT NOT NULL,
+    cleared_at TEXT,                              -- NULL while open
+    raised_change INTEGER,                        -- the changes row that announced it
+    cleared_change INTEGER                        -- the changes row that announced it resolved
+);
+CREATE UNIQUE INDEX IF NOT EXISTS trial_flags_open ON trial_flags (kind, subject, copies) WHERE cleared_at IS NULL;
+CREATE INDEX IF NOT EXISTS trial_flags_key ON trial_flags (trial_key);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -234,7 +261,7 @@ END;
 CREATE TRIGGER IF NOT EXISTS trials_search_delete AFTER DELETE ON trials BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
 END;
-"""
+""" + TRIAL_TABLES
 
 
 def _v2_fetch_log_by_age(db: sqlite_utils.Database) -> None:
@@ -303,6 +330,14 @@ def _v5_run_sources(db: sqlite_utils.Database) -> None:
             )
 
 
+def _v6_trial_tables(db: sqlite_utils.Database) -> None:
+    """v5 -> v6: ``trial_links`` and ``trial_flags`` (issue 10), empty: the next run, import or
+    backfill derives them from the stored records (and raises the open discrepancies and flags once)."""
+    for statement in TRIAL_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -310,6 +345,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v3_check_columns,
     _v4_change_registry_date,
     _v5_run_sources,
+    _v6_trial_tables,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"

@@ -309,17 +309,21 @@ class TrialsMixin(StoreBase):
         after_id: int | None = None,
         include_backfilled: bool = True,
         include_details: bool = False,
+        include_events: bool = True,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Stored changes, oldest first, with JSON columns decoded.
 
         "detail" rows (a registry's wording changing along with its normalized
-        field) are left out unless ``include_details``.
+        field) are left out unless ``include_details``; discrepancy and flag events
+        (:mod:`pipeline.store.links`) are left out when ``include_events`` is False.
         """
         sql = "SELECT * FROM changes WHERE 1=1"
         params: list[Any] = []
         if not include_details:
             sql += " AND kind != 'detail'"
+        if not include_events:
+            sql += " AND kind NOT IN ('discrepancy', 'flag')"
         if since:
             sql += " AND detected_at >= ?"
             params.append(since)

@@ -30,6 +30,9 @@ PURE = (
     "pipeline.report.html",
     "pipeline.report.atom",
     "pipeline.report.data",
+    "pipeline.linking",
+    "pipeline.crosscheck",
+    "pipeline.integrity",
 )
 
 #: What does I/O: a pure module must not reach any of these, directly or through others.

@@ -76,6 +76,12 @@ class ClinicalTrialsGov:
     extra_fields = CTGOV_EXTRA_FIELDS
     queries = QUERIES
     history = HISTORY
+    # FDAAA 801: results of applicable trials are due 12 months after primary completion
+    results_due = True
+    copies_others = False
+    updated_field = "last_updated"
+    updated_word = "last updated"
+    live_formats = ("json",)
 
     def watches(self, trial_id: str) -> bool:
         return is_nct(trial_id)

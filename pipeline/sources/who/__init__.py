@@ -60,6 +60,11 @@ class WhoIctrp:
     extra_fields = WHO_EXTRA_FIELDS
     queries = None
     history = None
+    results_due = False     # the portal's results fields are too sparse to call results missing
+    copies_others = True    # every record is a copy of a primary registry's record
+    updated_field = "last_refreshed"
+    updated_word = "last refreshed"
+    live_formats = ("html",)
 
     def watches(self, trial_id: str) -> bool:
         return True  # the portal shows the trials of every registry it gathers, NCT IDs included

@@ -1,0 +1,183 @@
+"""One trial across registries: derive the links, the discrepancies and the integrity flags.
+
+Called at the end of every refresh run, WHO export import and history backfill
+(:func:`update_trials`).  It reads the stored records, links them
+(:func:`pipeline.linking.link_records`), compares the copies of each trial
+(:mod:`pipeline.crosscheck`) and reads each copy's versions for the integrity flags
+(:mod:`pipeline.integrity`); the store writes the links, and raises or clears each
+discrepancy and flag as one ``changes`` row (``kind`` ``discrepancy`` or ``flag``).
+
+Rebuilding after the run, rather than inside each trial's transaction, keeps the rules
+pure and the hot write path untouched.  Only trials with a new snapshot since the last
+pass, or whose links moved, have their versions re-read; the date-dependent flags of
+the others are re-judged once a day.  A pass over nothing new writes nothing.
+
+A first sighting is a state, not a change (as for fields): the discrepancies and
+flags of records never judged before (a new watch, a first import, a database just
+migrated) are opened without an event.  From then on each appearance and resolution
+is an event.  Adding 20,000 trials to a query watch does not send 20,000 alerts.
+
+The WHO portal's copy of a record held by its primary registry (the WHO copy of an NCT
+trial) is judged by the discrepancy rules only: its integrity flags would repeat the
+primary record's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from pipeline.clock import utcnow
+from pipeline.codec import dumps, loads
+from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
+from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
+from pipeline.linking import link_records
+from pipeline.record import significance_of
+from pipeline.sources import SOURCES
+from pipeline.store import Store
+
+Member = tuple[str, str]
+_SEEN_KEY = "trial_events_snapshot"   # meta: the newest snapshot id the last pass had read
+_DAY_KEY = "trial_events_day"         # meta: the day of the last pass (date-dependent flags)
+_CONF_KEY = "trial_events_config"     # meta: the thresholds of the last pass
+_PENDING_KEY = "trial_events_pending"  # meta: trials with a disagreement not yet known (judged again next pass)
+
+
+@dataclass
+class TrialEventsResult:
+    trials: int = 0
+    judged: int = 0
+    raised: int = 0
+    cleared: int = 0
+    baseline: int = 0   # opened on a first sighting, without an event
+
+
+def _attr(source: str, name: str, default: Any) -> Any:
+    return getattr(SOURCES.get(source), name, default)
+
+
+def copy_label(source: str) -> str:
+    return getattr(SOURCES.get(source), "label", source)
+
+
+def build_versions(snapshots: list[dict[str, Any]]) -> list[Version]:
+    """A copy's snapshots as versions, oldest first, the current one last; repeats merged."""
+    def when(s: dict[str, Any]) -> str:
+        return s["registry_date"] or (s["record"] or {}).get("last_updated") or (s["fetched_at"] or "")[:10]
+
+    ordered = sorted(snapshots, key=lambda s: (s["current"], when(s), not s["backfilled"], s["id"]))
+    out: list[Version] = []
+    last_hash = None
+    for s in ordered:
+        if s["content_hash"] == last_hash or not isinstance(s["record"], dict):
+            continue
+        last_hash = s["content_hash"]
+        out.append(Version(label=f"v{len(out) + 1}", date=when(s) or None, record=s["record"], run_id=s["run_id"]))
+    return out
+
+
+def update_trials(
+    store: Store, *, flags: dict[str, int] | None = None, run_id: int | None = None,
+    today: date | None = None, now: str | None = None,
+) -> TrialEventsResult:
+    """Re-derive links, discrepancies and flags; write what moved (see the module docstring)."""
+    now = now or utcnow()
+    today = today or date.fromisoformat(now[:10])
+    thresholds = {**FLAG_DEFAULTS, **(flags or {})}
+    result = TrialEventsResult()
+    linkable = store.linkable_records()
+    keys = link_records({m: {"secondary_ids": ids} for m, (_state, ids) in linkable.items()})
+    known = store.trial_key_map()  # the records judged by an earlier pass
+    moved = store.save_trial_links(keys)
+    groups: dict[str, list[Member]] = {}
+    for member, key in keys.items():
+        groups.setdefault(key, []).append(member)
+    result.trials = len(groups)
+
+    seen = int(store.get_meta(_SEEN_KEY) or 0)
+    newest = store.max_snapshot_id()
+    same_day = store.get_meta(_DAY_KEY) == today.isoformat() and store.get_meta(_CONF_KEY) == dumps(thresholds)
+    fresh = store.snapshot_members_since(seen)
+    pending = set(loads(store.get_meta(_PENDING_KEY)) or ())
+    to_judge = {
+        key for key, members in groups.items()
+        if not same_day or key in moved or key in pending or any(m in fresh for m in members)
+    }
+    current: dict[tuple[str, str, str], dict[str, Any]] = {}
+    undecided: set[tuple[str, str, str]] = set()
+    judged: set[str] = set()
+    for key in sorted(to_judge):
+        members = [m for m in groups[key] if linkable[m][0] == "present"]
+        snapshots = store.copy_versions(members)
+        versions = {m: build_versions(v) for m, v in snapshots.items()}
+        checked = {m: _checked(m[1], v) for m, v in snapshots.items()}
+        judged |= {f"{s}:{t}" for t, s in members}
+        result.judged += 1
+        _judge_trial(key, members, versions, checked, today, thresholds, current, undecided)
+    baseline = {f"{s}:{t}" for t, s in keys if (t, s) not in known}
+    counts = store.save_trial_events(current, judged, run_id, now, baseline, undecided)
+    result.raised, result.cleared, result.baseline = counts["raised"], counts["cleared"], counts["baseline"]
+    if newest != seen:
+        store.set_meta(_SEEN_KEY, str(newest))
+    still = sorted({current_key for current_key in pending if current_key not in to_judge}
+                   | {keys_of_pair(ident, keys) for ident in undecided})
+    if still != sorted(pending):
+        store.set_meta(_PENDING_KEY, dumps(still))
+    if not same_day:
+        store.set_meta(_DAY_KEY, today.isoformat())
+        store.set_meta(_CONF_KEY, dumps(thresholds))
+    return result
+
+
+def keys_of_pair(ident: tuple[str, str, str], keys: dict[Member, str]) -> str:
+    """The trial key of an undecided discrepancy (its copies are "source:trial_id" refs)."""
+    source, trial_id = ident[2].split()[0].split(":", 1)
+    return keys[(trial_id, source)]
+
+
+def _checked(source: str, snapshots: list[dict[str, Any]]) -> int | None:
+    """The run that last checked a copy refreshes keep checking; None for an imported or
+    backfilled current record (nothing re-checks it, nothing to wait for)."""
+    if not snapshots or snapshots[0]["current_format"] not in _attr(source, "live_formats", ()):
+        return None
+    return snapshots[0]["checked_run"]
+
+
+def _judge_trial(
+    key: str, members: list[Member], versions: dict[Member, list[Version]], checked: dict[Member, int | None],
+    today: date, thresholds: dict[str, int], current: dict[tuple[str, str, str], dict[str, Any]],
+    undecided: set[tuple[str, str, str]],
+) -> None:
+    copies = []
+    for trial_id, source in members:
+        vs = versions.get((trial_id, source)) or []
+        if not vs:
+            continue
+        record = vs[-1].record
+        updated = record.get(_attr(source, "updated_field", "last_updated")) or record.get("last_updated")
+        history = [(v.date, v.record) for v in vs]
+        stored = [(v.run_id, v.record) for v in vs]
+        copies.append(Copy(
+            trial_id=trial_id, source=source, registry=copy_label(source), record=record, updated=updated,
+            updated_word=_attr(source, "updated_word", "last updated"),
+            since={name: value_since(history, name) for name in COMPARED_FIELDS},
+            checked=checked.get((trial_id, source)),
+            changed_at={name: value_since(stored, name) for name in COMPARED_FIELDS},
+        ))
+    for (name, pair), detail in discrepancies(copies).items():
+        if detail.pop("pending"):
+            undecided.add(("discrepancy", name, pair))
+            continue
+        detail["significance"] = significance_of(name)
+        current[("discrepancy", name, pair)] = {"trial_key": key, "detail": detail}
+    primary_ids = {t for t, s in members if not _attr(s, "copies_others", False)}
+    for trial_id, source in members:
+        if _attr(source, "copies_others", False) and trial_id in primary_ids:
+            continue  # the WHO copy of a record we hold from its own registry
+        vs = versions.get((trial_id, source)) or []
+        found = flags_of(vs, today, thresholds, results_due=_attr(source, "results_due", False))
+        for kind, detail in found.items():
+            detail["significance"] = FLAG_SIGNIFICANCE[kind]
+            detail["trial_id"], detail["source"], detail["registry"] = trial_id, source, copy_label(source)
+            current[("flag", kind, f"{source}:{trial_id}")] = {"trial_key": key, "detail": detail}
