@@ -28,7 +28,7 @@ Outcome = Literal["new", "changed", "unchanged", "missing", "failed", "reappeare
 #: A trial's state in the store.
 TrialStateName = Literal["present", "missing", "pending"]
 #: The kind of a recorded change.
-ChangeKind = Literal["field", "detail", "missing", "reappeared"]
+ChangeKind = Literal["field", "detail", "missing", "reappeared", "query", "discrepancy", "flag"]
 #: Reads a stored snapshot by id (``with_raw`` also loads its raw payload): ``Store.load_snapshot``.
 SnapshotReader = Callable[..., "dict[str, Any] | None"]
 
