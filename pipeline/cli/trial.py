@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from pipeline.codec import change_json
+from pipeline.codec import change_date, change_json
 from pipeline.cli.core import _json_out, trial_id_arg
 from pipeline.cli.options import full_option, output_style
 from pipeline.crosscheck import FIELD_WORDS
 from pipeline.integrity import FLAG_KINDS
+from pipeline.record import readable_value
 from pipeline.render_table import describe_change, escape_controls
 
 #: The rows of the side-by-side view: (label, record field).
@@ -101,13 +102,14 @@ def trial_cmd(app, trial_id, as_json, full):
     line("registry", [f"{c['registry']} {c['trial_id']}" for c in copies])
     line("updated", [f"{c['updated'] or '-'}" + ("" if c["state"] == "present" else f" ({c['state']})") for c in copies])
     for label, name in ROWS:
-        line(label, [c[name] for c in copies])
+        line(label, [readable_value(name, c[name]) for c in copies])
     line("primary outcomes", [len(c["primary_outcomes"]) for c in copies])
     for i in range(max((len(c["primary_outcomes"]) for c in copies), default=0)):
         line(f"  {i + 1}.", [c["primary_outcomes"][i] if i < len(c["primary_outcomes"]) else "" for c in copies])
     click.echo(style.paint("Where the copies disagree", "head"))
     if not discrepancies:
-        click.echo("  nowhere they can be compared")
+        click.echo("  nowhere: the copies agree wherever both say something" if len(copies) > 1
+                   else "  one copy only: nothing to compare")
     for f in discrepancies:
         click.echo(escape_controls(f"  {FIELD_WORDS.get(f['subject'], f['subject'])}: {f['detail']['summary']}"
                                    f" (raised {f['raised_at'][:10]})"))
@@ -118,7 +120,7 @@ def trial_cmd(app, trial_id, as_json, full):
         click.echo(escape_controls(f"  {f['subject']} [{f['copies']}]: {f['detail']['summary']}"))
     click.echo(style.paint("Timeline, newest first", "head"))
     for c in timeline:
-        head = f"  {c['detected_at'][:10]}  {c['source']}:{c['trial_id']}  {escape_controls(c['field'])}: "
+        head = f"  {change_date(c)[:10]}  {c['source']}:{c['trial_id']}  {escape_controls(c['field'])}: "
         room = None if width is None else max(width - len(head), 24)
         click.echo(head + describe_change(c, room).render(style))
 
