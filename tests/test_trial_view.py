@@ -25,7 +25,7 @@ from pipeline.simulator.corpus import Corpus
 from pipeline.simulator.server import SimulatorServer
 from pipeline.sources import SOURCES
 from pipeline.sources.ctgov.parse import normalize_study, parse_history_version
-from pipeline.store import Store
+from pipeline.store import SCHEMA_VERSION, Store
 from pipeline.trial_events import update_trials
 
 
@@ -208,7 +208,7 @@ def test_a_v3_database_gains_the_trial_tables(tmp_path):
     conn.commit()
     conn.close()
     with Store(path) as store:
-        assert store.get_meta("schema_version") == "4"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert store.trial_key_map() == {} and store.trial_flags() == []
 
 
