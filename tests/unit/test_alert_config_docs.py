@@ -44,7 +44,7 @@ def test_the_issue_contract_works_as_written():
 
 
 def _toml_blocks():
-    for path in [REPO / "README.md", *sorted((REPO / "notes").glob("*.md"))]:
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "notes").glob("*.md"))]:
         if path.exists():
             for i, block in enumerate(re.findall(r"```toml\n(.*?)```", path.read_text(), re.S)):
                 yield pytest.param(block, id=f"{path.name}-{i}")
