@@ -115,6 +115,27 @@ STATUS_VOCABULARY: frozenset[str] = frozenset(
     }
 )
 
+#: How a person reads each status code ("active_not_recruiting" -> "Active, not recruiting"),
+#: ClinicalTrials.gov's own wording.  The SQL views use the same labels (``store.schema``).
+STATUS_LABELS: dict[str, str] = {
+    "recruiting": "Recruiting",
+    "not_yet_recruiting": "Not yet recruiting",
+    "active_not_recruiting": "Active, not recruiting",
+    "completed": "Completed",
+    "terminated": "Terminated",
+    "withdrawn": "Withdrawn",
+    "suspended": "Suspended",
+    "enrolling_by_invitation": "Enrolling by invitation",
+    "unknown": "Unknown status",
+    "not_recruiting": "Not recruiting",
+    "available": "Available",
+    "no_longer_available": "No longer available",
+    "temporarily_not_available": "Temporarily not available",
+    "approved_for_marketing": "Approved for marketing",
+    "withheld": "Withheld",
+}
+assert set(STATUS_LABELS) == STATUS_VOCABULARY
+
 #: Fields that move without any change by the sponsor: kept in snapshots, never a change.
 NOISE_FIELDS: frozenset[str] = frozenset({"last_updated", "last_refreshed"})
 

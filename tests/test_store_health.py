@@ -179,8 +179,12 @@ def test_a_database_from_a_newer_trialwatch_is_refused_and_left_alone(tmp_path):
 V1_SCHEMA = (
     SCHEMA.replace("CREATE INDEX IF NOT EXISTS fetch_log_fetched ON fetch_log (fetched_at);  -- v2: pruning by age", "")
     .replace("    vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld\n", "")
-    .replace("    checked_run INTEGER,                          -- v3: the run that last checked it (the check order)\n", "")
+    .replace("    checked_run INTEGER REFERENCES runs (id),     -- v3: the run that last checked it (the check order)\n", "")
+    .replace(" REFERENCES snapshots (id)", "").replace(" REFERENCES runs (id)", "")  # v4: foreign keys
+    .split("-- v4: [watch.tags]")[0]  # v4: the tags table and the views
 )
+V1_SCHEMA = "\n".join(line for line in V1_SCHEMA.splitlines() if "-- v4: foreign key" not in line
+                      and "-- v4: newest first" not in line)
 
 
 def make_v1_database(db: Path) -> None:
@@ -226,10 +230,18 @@ def test_an_older_database_is_migrated_in_place_step_by_step(tmp_path):
     Store(fresh).close()
     new_conn = sqlite3.connect(fresh)
     migrated = sqlite3.connect(db)
-    try:  # migrated step by step, it has the columns a new database is created with
-        for table in ("trials", "fetch_log", "meta"):
-            assert [r[1:] for r in migrated.execute(f"PRAGMA table_info({table})")] == \
-                [r[1:] for r in new_conn.execute(f"PRAGMA table_info({table})")], table
+    try:  # migrated step by step, it has the columns, keys, indexes, triggers and views of a new one
+        for table in ("trials", "snapshots", "changes", "runs", "fetch_log", "meta", "watch_tags"):
+            for pragma in ("table_info", "foreign_key_list", "index_list"):
+                assert sorted(migrated.execute(f"PRAGMA {pragma}({table})")) == \
+                    sorted(new_conn.execute(f"PRAGMA {pragma}({table})")), (table, pragma)
+        objects = "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        assert migrated.execute(objects).fetchall() == new_conn.execute(objects).fetchall()
+        assert migrated.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert migrated.execute("SELECT trial_id, title, status FROM current_trials").fetchall() == \
+            [("NCT00000001", "Old", None)]
+        assert migrated.execute("SELECT title, old_value, new_value FROM change_log").fetchall() == \
+            [("Old", "A", "Old")]
     finally:
         new_conn.close()
         migrated.close()
@@ -272,7 +284,7 @@ def test_a_failed_step_3_keeps_step_2_and_the_next_open_carries_on(tmp_path, mon
     conn.close()
     monkeypatch.setattr("pipeline.store.base.MIGRATIONS", real)
     with Store(db) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
         assert store.load_state("NCT00000001", "ctgov").vanish_streak == 0
 
 

@@ -177,7 +177,7 @@ def test_an_older_database_gains_the_new_trials_columns(tmp_path):
     """A version 2 database gains the columns by migration step 3; opening again changes nothing."""
     import sqlite3
 
-    from pipeline.store import Store
+    from pipeline.store import SCHEMA_VERSION, Store
 
     path = tmp_path / "old.db"
     store = Store(path)
@@ -192,5 +192,5 @@ def test_an_older_database_gains_the_new_trials_columns(tmp_path):
     columns = [r[1] for r in conn.execute("PRAGMA table_info(trials)")]
     assert columns[-2:] == ["vanish_streak", "checked_run"]
     assert conn.execute("SELECT fail_streak, vanish_streak, checked_run FROM trials").fetchall() == [(2, 0, None)]
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()

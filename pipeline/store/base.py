@@ -24,7 +24,7 @@ from typing import Any, Callable
 import sqlite_utils
 
 from pipeline.errors import StoreError
-from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, execute_script
 
 #: What this process first found at each database path (see StoreBase.check_identity).
 _FIRST_SEEN: dict[str, tuple[Any, ...]] = {}
@@ -96,12 +96,7 @@ class StoreBase:
     def _create_schema(self) -> None:
         if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
             return  # another process created it while we waited for the lock
-        statement = ""
-        for line in SCHEMA.splitlines(keepends=True):
-            statement += line
-            if sqlite3.complete_statement(statement):
-                self.conn.execute(statement)
-                statement = ""
+        execute_script(self.conn, SCHEMA)
         self._put_meta("schema_version", str(SCHEMA_VERSION))
         self._put_meta("database_id", uuid.uuid4().hex)
 

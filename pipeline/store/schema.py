@@ -15,12 +15,16 @@ not express.  Migrations use sqlite-utils where it fits (``create_index``, and
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import uuid
 from typing import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3
+from pipeline.record import STATUS_LABELS
+
+SCHEMA_VERSION = 4
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -34,12 +38,93 @@ SEARCH_INSERT = """
     FROM snapshots s WHERE s.id = {snapshot}"""
 _NOT_INDEXED = " AND NOT EXISTS (SELECT 1 FROM search_fts WHERE rowid = s.id)"
 
+def _status_label(code: str) -> str:
+    """SQL: the readable label of the status code ``code`` (an unknown code as it is)."""
+    whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in STATUS_LABELS.items())
+    return f"CASE {code} {whens} ELSE {code} END"
+
+
+def _readable(column: str) -> str:
+    """SQL: a change's JSON ``old``/``new`` as text: strings bare, lists '; '-joined, a summary."""
+    return f"""CASE
+        WHEN {column} IS NULL OR {column} IN ('null', '""', '[]') THEN NULL
+        WHEN NOT json_valid({column}) THEN {column}
+        WHEN json_type({column}) = 'object' AND json_extract({column}, '$.summary') IS NOT NULL
+            THEN json_extract({column}, '$.summary')
+        WHEN json_type({column}) = 'array'
+            THEN (SELECT group_concat(CAST(value AS TEXT), '; ') FROM json_each({column}))
+        WHEN json_type({column}) = 'true' THEN 'yes'
+        WHEN json_type({column}) = 'false' THEN 'no'
+        WHEN c.field IN ('recruitment_status', 'status') THEN {_status_label(f"json_extract({column}, '$')")}
+        ELSE CAST(json_extract({column}, '$') AS TEXT) END"""
+
+
+#: v4: the tags of ``[watch.tags]`` as of the last run, and two readable views (Datasette,
+#: ``trialwatch serve`` and any SQL user).  The views read only what they show: the trials
+#: list takes title and status from ``trials``, and the JSON record only for its page of rows.
+VIEWS_AND_TAGS = f"""
+-- v4: [watch.tags] of the config, written by each refresh run (tag -> trial ID).
+CREATE TABLE IF NOT EXISTS watch_tags (
+    tag TEXT NOT NULL,
+    trial_id TEXT NOT NULL,
+    PRIMARY KEY (tag, trial_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS watch_tags_trial ON watch_tags (trial_id);
+
+-- v4: one row per trial and registry, with the main fields of its current record.
+CREATE VIEW IF NOT EXISTS current_trials AS
+SELECT
+    t.trial_id,
+    t.source,
+    t.title,
+    {_status_label("t.recruitment_status")} AS status,
+    (SELECT group_concat(o.source, ', ') FROM trials o WHERE o.trial_id = t.trial_id) AS copies,
+    (SELECT json_group_array(w.tag) FROM watch_tags w WHERE w.trial_id = t.trial_id) AS tags,
+    t.last_changed,
+    t.state,
+    json_extract(s.record, '$.phase') AS phase,
+    json_extract(s.record, '$.primary_sponsor') AS sponsor,
+    json_extract(s.record, '$.target_size') AS target_size,
+    json_extract(s.record, '$.date_registration') AS registered,
+    json_extract(s.record, '$.completion_date') AS completion_date,
+    (SELECT group_concat(value, '; ') FROM json_each(s.record, '$.conditions')) AS conditions,
+    t.last_updated AS registry_updated,
+    t.last_checked,
+    t.recruitment_status AS status_code,
+    t.snapshot_id
+FROM trials t LEFT JOIN snapshots s ON s.id = t.snapshot_id;
+
+-- v4: the change log with the trial's title and old / new as text.  Change rows of any
+-- kind (field, detail, missing, reappeared, and later ones) show; a JSON object value
+-- shows its "summary".
+CREATE VIEW IF NOT EXISTS change_log AS
+SELECT
+    c.id,
+    c.detected_at,
+    c.trial_id,
+    c.source,
+    t.title,
+    c.kind,
+    c.significance,
+    c.field,
+    CASE c.kind WHEN 'missing' THEN 'present' WHEN 'reappeared' THEN 'missing'
+        ELSE {_readable("c.old")} END AS old_value,
+    CASE c.kind WHEN 'missing' THEN 'no longer returned by the registry'
+        WHEN 'reappeared' THEN 'returned by the registry again'
+        ELSE {_readable("c.new")} END AS new_value,
+    c.backfilled,
+    c.snapshot_id,
+    c.run_id
+FROM changes c LEFT JOIN trials t ON t.trial_id = c.trial_id AND t.source = c.source;
+"""
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
     trial_id TEXT NOT NULL,
     source TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',       -- present | missing | pending (never fetched yet)
-    snapshot_id INTEGER,                          -- current snapshot
+    snapshot_id INTEGER REFERENCES snapshots (id),  -- current snapshot
     content_hash TEXT,
     title TEXT,
     recruitment_status TEXT,
@@ -53,7 +138,7 @@ CREATE TABLE IF NOT EXISTS trials (
     last_error TEXT,
     alerted_failure INTEGER NOT NULL DEFAULT 0,   -- a failure alert is out for the current streak
     vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld
-    checked_run INTEGER,                          -- v3: the run that last checked it (the check order)
+    checked_run INTEGER REFERENCES runs (id),     -- v3: the run that last checked it (the check order)
     PRIMARY KEY (trial_id, source)
 ) WITHOUT ROWID;
 
@@ -70,7 +155,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     registry_date TEXT,                           -- version date given by the registry (backfill)
     registry_version INTEGER,                     -- version number given by the registry (backfill)
     backfilled INTEGER NOT NULL DEFAULT 0,
-    run_id INTEGER
+    run_id INTEGER REFERENCES runs (id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_trial ON snapshots (trial_id, source, id);
 
@@ -78,8 +163,8 @@ CREATE TABLE IF NOT EXISTS changes (
     id INTEGER PRIMARY KEY,
     trial_id TEXT NOT NULL,
     source TEXT NOT NULL,
-    snapshot_id INTEGER,                          -- the snapshot this change led to (NULL for 'missing')
-    run_id INTEGER,
+    snapshot_id INTEGER REFERENCES snapshots (id),  -- the snapshot this change led to (NULL for 'missing')
+    run_id INTEGER REFERENCES runs (id),
     field TEXT NOT NULL,
     old TEXT,                                     -- JSON
     new TEXT,                                     -- JSON
@@ -92,6 +177,11 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_detected ON changes (detected_at);
 CREATE INDEX IF NOT EXISTS changes_trial ON changes (trial_id, source);
+CREATE INDEX IF NOT EXISTS changes_snapshot ON changes (snapshot_id);       -- v4: foreign key
+CREATE INDEX IF NOT EXISTS changes_run ON changes (run_id);                 -- v4: foreign key
+CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots (run_id);             -- v4: foreign key
+CREATE INDEX IF NOT EXISTS trials_snapshot ON trials (snapshot_id);         -- v4: foreign key
+CREATE INDEX IF NOT EXISTS trials_changed ON trials (last_changed);         -- v4: newest first in `serve`
 
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -113,7 +203,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 CREATE TABLE IF NOT EXISTS fetch_log (
     id INTEGER PRIMARY KEY,
-    run_id INTEGER,
+    run_id INTEGER REFERENCES runs (id),
     source TEXT NOT NULL,
     trial_id TEXT,
     url TEXT NOT NULL,
@@ -215,7 +305,8 @@ END;
 CREATE TRIGGER IF NOT EXISTS trials_search_delete AFTER DELETE ON trials BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
 END;
-"""
+""" + VIEWS_AND_TAGS
+
 
 
 def _v2_fetch_log_by_age(db: sqlite_utils.Database) -> None:
@@ -245,11 +336,86 @@ def _v3_check_columns(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE trials ADD COLUMN checked_run INTEGER")
 
 
+#: Each declared foreign key (v4): child table, column, parent table (``id``).
+FOREIGN_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("snapshots", "run_id", "runs"),
+    ("trials", "snapshot_id", "snapshots"),
+    ("trials", "checked_run", "runs"),
+    ("changes", "snapshot_id", "snapshots"),
+    ("changes", "run_id", "runs"),
+    ("fetch_log", "run_id", "runs"),
+)
+
+
+def execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run the statements of ``script`` one by one in the caller's transaction.
+
+    (``executescript`` would COMMIT first, and a step must stay one transaction.)
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+
+
+def _create_table_sql(table: str) -> str:
+    """The ``CREATE TABLE`` statement of ``table`` in :data:`SCHEMA`."""
+    match = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \(.*?\n\)( WITHOUT ROWID)?;", SCHEMA, re.DOTALL)
+    assert match is not None, table
+    return match.group(0)
+
+
+def _rebuild(conn: sqlite3.Connection, table: str) -> None:
+    """Re-create ``table`` as :data:`SCHEMA` declares it, rows kept (SQLite's 12-step ALTER TABLE).
+
+    Not sqlite-utils' ``transform()``: it would drop ``WITHOUT ROWID`` from ``trials``.
+    The table's indexes and triggers go with the old table; the caller re-creates them.
+    """
+    columns = ", ".join(f'"{r[1]}"' for r in conn.execute(f"PRAGMA table_info({table})"))
+    new = f"_v4_{table}"
+    conn.execute(_create_table_sql(table).replace(f"IF NOT EXISTS {table} (", f"{new} (", 1))
+    conn.execute(f"INSERT INTO {new} ({columns}) SELECT {columns} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
+
+
+def _v4_foreign_keys_and_views(db: sqlite_utils.Database) -> None:
+    """v3 -> v4: declare the foreign keys, add ``watch_tags`` and the views (issue 12).
+
+    SQLite cannot add a foreign key to a table, so the four tables that hold one are
+    re-created with their rows (parents first: ``snapshots`` before the tables that
+    point at it).  A reference to a row that does not exist (none is ever written;
+    a hand-edited database might hold one) points at nothing and becomes NULL, so
+    every key holds.  Then the indexes and triggers of the re-created tables, the
+    tags table and the views are created from :data:`SCHEMA` (all ``IF NOT EXISTS``).
+    Its time grows with the database: ``snapshots`` (the raw payloads) is copied once.
+    """
+    conn = db.conn
+    for child, column, parent in FOREIGN_KEYS:
+        conn.execute(
+            f"UPDATE {child} SET {column} = NULL WHERE {column} IS NOT NULL"
+            f" AND {column} NOT IN (SELECT id FROM {parent})"
+        )
+    # The search triggers (and any view) name the tables: dropped first, so that no
+    # rename trips over them, and made again from SCHEMA below.
+    for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')").fetchall():
+        conn.execute(f'DROP {kind.upper()} "{name}"')
+    for table in ("snapshots", "trials", "changes", "fetch_log"):
+        _rebuild(conn, table)
+    execute_script(conn, SCHEMA)
+    problem = conn.execute("PRAGMA foreign_key_check").fetchone()
+    if problem is not None:  # cannot happen after the NULLing above; never commit a broken key
+        raise sqlite3.IntegrityError(f"foreign key check failed after migration: {tuple(problem)}")
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v2_fetch_log_by_age,
     _v3_check_columns,
+    _v4_foreign_keys_and_views,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"
