@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "pipeline.commands.tools",
     "pipeline.commands.bulk",
     "pipeline.commands.unattended",
+    "pipeline.commands.serve",
 )
 
 
