@@ -20,8 +20,8 @@ from pipeline.report.model import ChangeLine, change_line, field_label, format_v
 #: Change kinds the change code itself writes; any other kind (a discrepancy between
 #: registries, an integrity flag, ...) is shown generically: its kind and its summary.
 KNOWN_KINDS = frozenset({"field", "detail", "missing", "reappeared"})
-#: Fields the side-by-side view leaves out (identity, or the same on every copy by construction).
-HIDDEN_FIELDS = frozenset({"trial_id", "source"})
+#: Fields the side-by-side view leaves out (identity, and the registry: the column heads name it).
+HIDDEN_FIELDS = frozenset({"trial_id", "source", "registry"})
 #: Longest text shown whole in a side-by-side cell; longer text is folded.
 FOLD_AT = 400
 
@@ -55,15 +55,22 @@ def _text(field: str, value: Any) -> str:
     return format_value(value)
 
 
-def side_by_side(records: list[Record]) -> list[FieldRow]:
-    """Every field any copy has, in record order, with each copy's value as text."""
+def side_by_side(records: list[Record]) -> tuple[list[FieldRow], int]:
+    """The fields some copy fills, in record order, each copy's value as text; and how many are empty in all."""
     fields = sorted({k for r in records for k in r if k not in HIDDEN_FIELDS},
                     key=lambda k: (_FIELD_ORDER.get(k, len(_FIELD_ORDER)), k))
-    rows = []
+    rows, empty = [], 0
     for name in fields:
+        if all(_is_empty(r.get(name)) for r in records):
+            empty += 1
+            continue
         values = [_text(name, r.get(name)) if name in r else "(not in this registry)" for r in records]
         rows.append(FieldRow(name, field_label(name), values, len(set(values)) > 1))
-    return rows
+    return rows, empty
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
 
 
 def decode_change(row: dict[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,14 @@ from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
 from pipeline.report.atom import render_atom
-from pipeline.report.model import build_report, registry_url
+from pipeline.report.model import build_report, field_label, registry_url
 from pipeline.serve import DATABASE, pages
 from pipeline.sources import SOURCES
 
 #: Most changes the trial page lists (a trial with more shows the newest and says so).
 TIMELINE_LIMIT = 500
+#: Longest old / new value a change log cell shows (the trial page shows it whole).
+CELL_CHARS = 160
 #: Changes in one Atom feed.
 FEED_LIMIT = 200
 #: Tables whose trial_id cells link to the trial page.
@@ -59,6 +61,15 @@ def render_cell(value, column, table, database, datasette):
         return Markup('<span class="tw-status tw-status-{}">{}</span>').format(_slug(value), value)
     if table == "change_log" and column == "significance":
         return Markup('<span class="tw-sig tw-sig-{}">{}</span>').format(_slug(value), value)
+    if table == "change_log" and column == "field":
+        return Markup('<span title="{}">{}</span>').format(value, field_label(str(value)))
+    if table == "change_log" and column in ("old_value", "new_value"):
+        text = str(value)
+        if len(text) > CELL_CHARS:
+            text = text[:CELL_CHARS] + "…"
+        return Markup('<span class="tw-{}">{}</span>').format(column[:3], text)
+    if table in ("change_log", "current_trials") and column in ("detected_at", "last_changed", "last_checked"):
+        return Markup('<time datetime="{}" class="tw-time">{}</time>').format(value, str(value)[:16].replace("T", " "))
     if table == "current_trials" and column == "tags" and value == "[]":
         return ""
     return None
@@ -104,6 +115,7 @@ async def trial_page(request, datasette):
         " WHERE trial_id = :t ORDER BY id DESC",
         {"t": trial_id},
     )
+    fields, empty_fields = pages.side_by_side(records)
     diff = await _version_diff(datasette, request, trial_id, versions)
     flags = await _open_flags(datasette, trial_id)
     context = {
@@ -112,7 +124,8 @@ async def trial_page(request, datasette):
         "copies": [{**c, "url": registry_url(trial_id, c["source"]),
                     "registry": SOURCES[c["source"]].label if c["source"] in SOURCES else c["source"]}
                    for c in copies],
-        "fields": pages.side_by_side(records),
+        "fields": fields,
+        "empty_fields": empty_fields,
         "timeline": pages.timeline(changes[:TIMELINE_LIMIT]),
         "timeline_cut": len(changes) > TIMELINE_LIMIT,
         "versions": versions,
@@ -126,12 +139,12 @@ async def _version_diff(datasette, request, trial_id: str, versions: list[dict])
     """The diff the form asked for (?a=&b=), or by default the newest version against the one before it."""
     ids = {v["id"] for v in versions}
     a, b = request.args.get("a"), request.args.get("b")
-    if a is None and b is None:
-        if len(versions) < 2:
+    if a is None and b is None:  # the newest version that has an older one in its registry, against it
+        pair = next(((older, newer) for i, newer in enumerate(versions) for older in versions[i + 1:]
+                     if older["source"] == newer["source"]), None)
+        if pair is None:
             return None
-        newest = versions[0]
-        older = next((v for v in versions[1:] if v["source"] == newest["source"]), versions[1])
-        a, b = older["id"], newest["id"]
+        a, b = pair[0]["id"], pair[1]["id"]
     try:
         a, b = int(a), int(b)
     except (TypeError, ValueError):

@@ -102,16 +102,16 @@ SELECT
     c.id,
     c.detected_at,
     c.trial_id,
-    c.source,
     t.title,
-    c.kind,
-    c.significance,
     c.field,
     CASE c.kind WHEN 'missing' THEN 'present' WHEN 'reappeared' THEN 'missing'
         ELSE {_readable("c.old")} END AS old_value,
     CASE c.kind WHEN 'missing' THEN 'no longer returned by the registry'
         WHEN 'reappeared' THEN 'returned by the registry again'
         ELSE {_readable("c.new")} END AS new_value,
+    c.significance,
+    c.source,
+    c.kind,
     c.backfilled,
     c.snapshot_id,
     c.run_id
