@@ -20,8 +20,6 @@ from typing import Any
 from pipeline.errors import TrialwatchError
 
 HERE = Path(__file__).resolve().parent
-#: The name the database has in every URL (/trialwatch/change_log), whatever its file is called.
-DATABASE = "trialwatch"
 INSTALL_HINT = "trialwatch serve needs Datasette: pip install 'trialwatch[serve]' (or: pip install datasette)"
 
 #: Datasette settings: short SQL time limits keep one heavy query from holding a reader.
@@ -62,5 +60,5 @@ def build_datasette(db_path: str | Path, *, settings: dict[str, Any] | None = No
         static_mounts=[("trialwatch-static", str(HERE / "static"))],
         settings={**SETTINGS, **(settings or {})},
     )
-    ds.add_database(Database(ds, path=str(db_path), is_mutable=True), name=DATABASE)
+    ds.add_database(Database(ds, path=str(db_path), is_mutable=True), name=plugin.DATABASE)
     return ds

@@ -15,13 +15,16 @@ from urllib.parse import quote
 
 from datasette import hookimpl
 from datasette.utils.asgi import Response
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from pipeline.report.atom import render_atom
 from pipeline.report.model import build_report, field_label, registry_url
-from pipeline.serve import DATABASE, pages
+from pipeline.serve import pages
 from pipeline.sources import SOURCES
 
+#: The name the database has in every URL (/trialwatch/change_log), whatever its file is called
+#: (the templates spell it too).
+DATABASE = "trialwatch"
 #: Most changes the trial page lists (a trial with more shows the newest and says so).
 TIMELINE_LIMIT = 500
 #: Longest old / new value a change log cell shows (the trial page shows it whole).
