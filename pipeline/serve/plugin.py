@@ -9,6 +9,7 @@ connections, with its time limit.  What a page shows is built by :mod:`.pages`
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -73,13 +74,17 @@ def render_cell(value, column, table, database, datasette):
         return Markup('<span class="tw-{}">{}</span>').format(column[:3], text)
     if table in ("change_log", "current_trials") and column in ("detected_at", "last_changed", "last_checked"):
         return Markup('<time datetime="{}" class="tw-time">{}</time>').format(value, str(value)[:16].replace("T", " "))
-    if table == "current_trials" and column == "tags" and value == "[]":
-        return ""
+    if table == "current_trials" and column == "tags" and isinstance(value, str):
+        try:
+            return ", ".join(str(t) for t in json.loads(value))
+        except (ValueError, TypeError):
+            return None
     return None
 
 
 def _slug(value: Any) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in str(value).lower())
+    """``Active, not recruiting`` -> ``active-not-recruiting`` (a CSS class)."""
+    return re.sub(r"[^a-z0-9]+", "-", str(value).lower()).strip("-")
 
 
 async def home(datasette):
@@ -124,7 +129,7 @@ async def trial_page(request, datasette):
     context = {
         "trial_id": trial_id,
         "title": next((c["title"] for c in copies if c["title"]), None),
-        "copies": [{**c, "url": registry_url(trial_id, c["source"]),
+        "copies": [{**c, "url": registry_url(trial_id, c["source"]), "status_slug": _slug(c["status"] or ""),
                     "registry": SOURCES[c["source"]].label if c["source"] in SOURCES else c["source"]}
                    for c in copies],
         "fields": fields,
