@@ -17,6 +17,8 @@ the README's schema section for every column):
 ``channels``   one row per configured alert channel: how far it has been served
                (cursors over ``changes`` and ``failure_events``) and its last outcome.
 ``deliveries`` which change or failure event went to which channel, and when.
+``watch_tags`` the config's ``[watch.tags]`` as of the last run (views: ``current_trials``,
+               ``change_log``, readable rows for ``trialwatch serve`` and any SQL user).
 
 A trial's snapshot, its changes and its ``trials`` row are written in one
 transaction (:meth:`Store.save_update`): a crash leaves either all of them or none.
@@ -26,6 +28,7 @@ transaction (:meth:`Store.save_update`): a crash leaves either all of them or no
 =============  ===============================================================
 ``base``       connection, transactions, meta, schema version, file health
 ``schema``     the schema (in one place) and the migrations of older databases
+``views``      the schema's readable views (``current_trials``, ``change_log``) and tags
 ``runs``       runs and the fetch log
 ``trials``     the write path (snapshot, changes, state) and trial reads
 ``failures``   failure streak alerts
