@@ -28,6 +28,7 @@ SETTINGS: dict[str, Any] = {
     "facet_time_limit_ms": 500,
     "truncate_cells_html": 300,
     "default_page_size": 50,
+    "suggest_facets": False,   # a query per column on every page (1 s of 1.1 s on 20,000 trials)
     "max_returned_rows": 1000,
     "allow_download": False,   # the whole file on a shared machine: use a copy instead
 }
