@@ -183,8 +183,7 @@ V1_SCHEMA = (
     .replace(" REFERENCES snapshots (id)", "").replace(" REFERENCES runs (id)", "")  # v4: foreign keys
     .split("-- v4: [watch.tags]")[0]  # v4: the tags table and the views
 )
-V1_SCHEMA = "\n".join(line for line in V1_SCHEMA.splitlines() if "-- v4: foreign key" not in line
-                      and "-- v4: newest first" not in line)
+V1_SCHEMA = "\n".join(line for line in V1_SCHEMA.splitlines() if "-- v4: " not in line)  # v4's indexes
 
 
 def make_v1_database(db: Path) -> None:

@@ -98,6 +98,9 @@ CREATE INDEX IF NOT EXISTS changes_detected ON changes (detected_at);
 CREATE INDEX IF NOT EXISTS changes_trial ON changes (trial_id, source);
 CREATE INDEX IF NOT EXISTS changes_snapshot ON changes (snapshot_id);       -- v4: foreign key
 CREATE INDEX IF NOT EXISTS changes_run ON changes (run_id);                 -- v4: foreign key
+CREATE INDEX IF NOT EXISTS changes_significance ON changes (significance);  -- v4: facets in `serve`
+CREATE INDEX IF NOT EXISTS changes_field ON changes (field);                -- v4: facets in `serve`
+CREATE INDEX IF NOT EXISTS changes_source ON changes (source);              -- v4: facets in `serve`
 CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots (run_id);             -- v4: foreign key
 CREATE INDEX IF NOT EXISTS trials_snapshot ON trials (snapshot_id);         -- v4: foreign key
 CREATE INDEX IF NOT EXISTS trials_changed ON trials (last_changed);         -- v4: newest first in `serve`
