@@ -62,9 +62,11 @@ def test_trials_page_searches_and_facets_by_tag(ds):
 
 def test_trial_page_copies_timeline_and_default_diff(ds):
     html = page(ds, f"/trial/{TRIAL}")
-    assert "ClinicalTrials.gov" in html and "WHO ICTRP" in html  # both copies, side by side
+    copies = html[html.index('id="copies"'):html.index('id="diff"')]
+    assert "<th>ClinicalTrials.gov</th><th>WHO ICTRP</th>" in copies  # both copies, side by side
+    assert '<tr class="tw-differs">' in copies and "fields empty in every copy not shown" in copies
     assert "Active, not recruiting" in html and "Not recruiting" in html
-    timeline = html[html.index('id="timeline"'):html.index('id="diff"')]
+    timeline = html[html.index('id="timeline"'):html.index('id="copies"')]
     events = re.findall(r'<li class="tw-event ([^"]*)"', timeline)
     assert len(events) == 5  # 4 field changes of ctgov, 1 discrepancy (detected earlier today: last)
     assert [e for e in events if "tw-prominent" in e] == ["tw-sig-status tw-kind-field tw-prominent"]

@@ -113,7 +113,8 @@ async def trial_page(request, datasette):
     changes = await _rows(
         datasette,
         "SELECT id, trial_id, source, snapshot_id, field, old, new, added, removed, significance, kind,"
-        " detected_at, backfilled FROM changes WHERE trial_id = :t ORDER BY detected_at DESC, id DESC"
+        " detected_at, backfilled FROM changes WHERE trial_id = :t AND kind != 'detail'"
+        " ORDER BY detected_at DESC, id DESC"
         f" LIMIT {TIMELINE_LIMIT + 1}",
         {"t": trial_id},
     )
