@@ -246,6 +246,23 @@ def test_an_older_database_is_migrated_in_place_step_by_step(tmp_path):
         migrated.close()
 
 
+def test_step_4_rebuilds_tables_that_already_point_at_each_other(tmp_path):
+    """Rebuilding snapshots under trials and changes that reference it (keys declared, rows
+    pointing) must not delete through the keys: they are off while steps run, checked after."""
+    db = tmp_path / "t.db"
+    fill(db, 5, rounds=2)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")  # step 4 runs again
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone() == (1,)  # on again after the steps
+        assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert store.conn.execute("SELECT count(*) FROM changes WHERE snapshot_id IS NOT NULL").fetchone() == (5,)
+        assert len(store.search("v1")) == 5
+
+
 def test_a_migration_step_that_fails_leaves_the_database_at_its_version(tmp_path, monkeypatch):
     db = tmp_path / "t.db"
     make_v1_database(db)

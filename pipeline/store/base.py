@@ -90,8 +90,14 @@ class StoreBase:
                 f"database {self.path} has schema version {version}, written by a newer trialwatch "
                 f"(this one knows up to version {SCHEMA_VERSION}): upgrade trialwatch; nothing was written"
             )
-        while version < SCHEMA_VERSION:
-            version = self._write(self._migrate_step, version)
+        # SQLite's way to rebuild tables (step 4): keys off while steps run (a pragma, so
+        # outside their transactions); each step checks them itself before it commits.
+        self.conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            while version < SCHEMA_VERSION:
+                version = self._write(self._migrate_step, version)
+        finally:
+            self.conn.execute("PRAGMA foreign_keys=ON")
 
     def _create_schema(self) -> None:
         if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():

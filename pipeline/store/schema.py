@@ -307,8 +307,8 @@ def _v4_foreign_keys_and_views(db: sqlite_utils.Database) -> None:
     """v3 -> v4: declare the foreign keys, add ``watch_tags`` and the views (issue 12).
 
     SQLite cannot add a foreign key to a table, so the four tables that hold one are
-    re-created with their rows (parents first: ``snapshots`` before the tables that
-    point at it).  A reference to a row that does not exist (none is ever written;
+    re-created with their rows, with the keys switched off meanwhile (the caller does:
+    dropping a table others point at would otherwise delete through the keys).  A reference to a row that does not exist (none is ever written;
     a hand-edited database might hold one) points at nothing and becomes NULL, so
     every key holds.  Then the indexes and triggers of the re-created tables, the
     tags table and the views are created from :data:`SCHEMA` (all ``IF NOT EXISTS``).
