@@ -115,7 +115,8 @@ STATUS_VOCABULARY: frozenset[str] = frozenset(
     }
 )
 
-#: How people read each status (ClinicalTrials.gov's own wording; WHO's plain "Not recruiting").
+#: How a person reads each status code ("active_not_recruiting" -> "Active, not recruiting"),
+#: ClinicalTrials.gov's own wording.  The SQL views use the same labels (``store.schema``).
 STATUS_LABELS: dict[str, str] = {
     "recruiting": "Recruiting",
     "not_yet_recruiting": "Not yet recruiting",
@@ -154,6 +155,9 @@ def readable_value(field: str, value: Any) -> Any:
     if field in STATUS_FIELDS and isinstance(value, str):
         return status_label(value)
     return value
+
+
+assert set(STATUS_LABELS) == STATUS_VOCABULARY
 
 
 #: Fields that move without any change by the sponsor: kept in snapshots, never a change.

@@ -130,6 +130,7 @@ def refresh(
     stop = should_stop or (lambda: False)
     chosen = [s for s in (sources or config.enabled_sources()) if config.sources[s].enabled]
     store.close_stale_runs()
+    store.save_watch_tags(dict(config.tags))  # what `serve` facets and feeds by
     own_http = http is None
     fetch_rows: list[dict] = []
     rows_lock = threading.Lock()

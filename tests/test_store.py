@@ -25,6 +25,12 @@ EXPECTED_COLUMNS = {
                   "fetched_at"],
     "meta": ["key", "value"],
 }
+#: (child table, column, parent table, parent column)
+EXPECTED_FOREIGN_KEYS = {
+    ("trials", "snapshot_id", "snapshots", "id"), ("trials", "checked_run", "runs", "id"),
+    ("snapshots", "run_id", "runs", "id"), ("changes", "snapshot_id", "snapshots", "id"),
+    ("changes", "run_id", "runs", "id"), ("fetch_log", "run_id", "runs", "id"),
+}
 
 
 def test_schema(tmp_path):
@@ -36,6 +42,37 @@ def test_schema(tmp_path):
     for table, columns in EXPECTED_COLUMNS.items():
         assert [r[1] for r in conn.execute(f"PRAGMA table_info({table})")] == columns
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    keys = {(table, r[3], r[2], r[4]) for table in EXPECTED_COLUMNS
+            for r in conn.execute(f"PRAGMA foreign_key_list({table})")}
+    assert keys == EXPECTED_FOREIGN_KEYS
+    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    assert views == {"current_trials", "change_log"}
+    assert [r[1] for r in conn.execute("PRAGMA table_info(watch_tags)")] == ["tag", "trial_id"]
+
+
+def test_views_read_readable_values(tmp_path):
+    store = Store(tmp_path / "t.db")
+    run = store.start_run(["ctgov"], "test")
+    store.save_update(_update(fields={"public_title": "T", "recruitment_status": "recruiting"}), run)
+    changes = [{"field": "recruitment_status", "old": "recruiting", "new": "active_not_recruiting",
+                "added": None, "removed": None, "significance": "status", "kind": "field"},
+               {"field": "conditions", "old": ["A"], "new": ["A", "B"], "added": ["B"], "removed": [],
+                "significance": "other", "kind": "field"}]
+    store.save_update(_update(fields={"public_title": "T", "recruitment_status": "active_not_recruiting",
+                                      "conditions": ["A", "B"]}, outcome="changed", changes=changes), run)
+    store.save_watch_tags({"covid": ("NCT01234567",)})
+    trial = store.conn.execute("SELECT title, status, copies, tags, conditions FROM current_trials").fetchone()
+    assert tuple(trial) == ("T", "Active, not recruiting", "ctgov", '["covid"]', "A; B")
+    log = store.conn.execute("SELECT title, field, old_value, new_value FROM change_log ORDER BY id").fetchall()
+    assert [tuple(r) for r in log] == [("T", "recruitment_status", "Recruiting", "Active, not recruiting"),
+                                       ("T", "conditions", "A", "A; B")]
+
+
+def test_foreign_keys_hold(tmp_path):
+    store = Store(tmp_path / "t.db")
+    with pytest.raises(Exception, match="FOREIGN KEY"):
+        store.save_update(_update(), 999)  # no run 999
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def _update(trial="NCT01234567", **kw):

@@ -179,8 +179,11 @@ def test_a_database_from_a_newer_trialwatch_is_refused_and_left_alone(tmp_path):
 V1_SCHEMA = (
     SCHEMA.replace("CREATE INDEX IF NOT EXISTS fetch_log_fetched ON fetch_log (fetched_at);  -- v2: pruning by age", "")
     .replace("    vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld\n", "")
-    .replace("    checked_run INTEGER,                          -- v3: the run that last checked it (the check order)\n", "")
+    .replace("    checked_run INTEGER REFERENCES runs (id),     -- v3: the run that last checked it (the check order)\n", "")
+    .replace(" REFERENCES snapshots (id)", "").replace(" REFERENCES runs (id)", "")  # v4: foreign keys
+    .split("-- v4: [watch.tags]")[0]  # v4: the tags table and the views
 )
+V1_SCHEMA = "\n".join(line for line in V1_SCHEMA.splitlines() if "-- v4: " not in line)  # v4's indexes
 
 
 def make_v1_database(db: Path) -> None:
@@ -226,13 +229,38 @@ def test_an_older_database_is_migrated_in_place_step_by_step(tmp_path):
     Store(fresh).close()
     new_conn = sqlite3.connect(fresh)
     migrated = sqlite3.connect(db)
-    try:  # migrated step by step, it has the columns a new database is created with
-        for table in ("trials", "fetch_log", "meta"):
-            assert [r[1:] for r in migrated.execute(f"PRAGMA table_info({table})")] == \
-                [r[1:] for r in new_conn.execute(f"PRAGMA table_info({table})")], table
+    try:  # migrated step by step, it has the columns, keys, indexes, triggers and views of a new one
+        for table in ("trials", "snapshots", "changes", "runs", "fetch_log", "meta", "watch_tags"):
+            for pragma in ("table_info", "foreign_key_list", "index_list"):
+                assert sorted(migrated.execute(f"PRAGMA {pragma}({table})")) == \
+                    sorted(new_conn.execute(f"PRAGMA {pragma}({table})")), (table, pragma)
+        objects = "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        assert migrated.execute(objects).fetchall() == new_conn.execute(objects).fetchall()
+        assert migrated.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert migrated.execute("SELECT trial_id, title, status FROM current_trials").fetchall() == \
+            [("NCT00000001", "Old", None)]
+        assert migrated.execute("SELECT title, old_value, new_value FROM change_log").fetchall() == \
+            [("Old", "A", "Old")]
     finally:
         new_conn.close()
         migrated.close()
+
+
+def test_step_4_rebuilds_tables_that_already_point_at_each_other(tmp_path):
+    """Rebuilding snapshots under trials and changes that reference it (keys declared, rows
+    pointing) must not delete through the keys: they are off while steps run, checked after."""
+    db = tmp_path / "t.db"
+    fill(db, 5, rounds=2)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")  # step 4 runs again
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone() == (1,)  # on again after the steps
+        assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert store.conn.execute("SELECT count(*) FROM changes WHERE snapshot_id IS NOT NULL").fetchone() == (5,)
+        assert len(store.search("v1")) == 5
 
 
 def test_a_migration_step_that_fails_leaves_the_database_at_its_version(tmp_path, monkeypatch):
@@ -272,7 +300,7 @@ def test_a_failed_step_3_keeps_step_2_and_the_next_open_carries_on(tmp_path, mon
     conn.close()
     monkeypatch.setattr("pipeline.store.base.MIGRATIONS", real)
     with Store(db) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "6"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert store.load_state("NCT00000001", "ctgov").vanish_streak == 0
         # step 4: the registry's date of a change (issue 11 item 10); old rows keep none
         assert "registry_date" in store.db["changes"].columns_dict

@@ -178,7 +178,7 @@ def test_an_older_database_gains_the_new_trials_columns(tmp_path):
     """A version 2 database gains the columns by migration step 3; opening again changes nothing."""
     import sqlite3
 
-    from pipeline.store import Store
+    from pipeline.store import SCHEMA_VERSION, Store
 
     path = tmp_path / "old.db"
     store = Store(path)

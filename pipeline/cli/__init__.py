@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "pipeline.cli.bulk",
     "pipeline.cli.unattended",
     "pipeline.cli.trial",
+    "pipeline.cli.serve",
 )
 
 

@@ -19,6 +19,8 @@ the README's schema section for every column):
 ``deliveries`` which change or failure event went to which channel, and when.
 ``trial_links`` which records describe the same trial (its trial key).
 ``trial_flags`` discrepancies between copies and integrity flags, open and cleared.
+``watch_tags`` the config's ``[watch.tags]`` as of the last run (views: ``current_trials``,
+               ``change_log``, readable rows for ``trialwatch serve`` and any SQL user).
 
 A trial's snapshot, its changes and its ``trials`` row are written in one
 transaction (:meth:`Store.save_update`): a crash leaves either all of them or none.
@@ -28,6 +30,7 @@ transaction (:meth:`Store.save_update`): a crash leaves either all of them or no
 =============  ===============================================================
 ``base``       connection, transactions, meta, schema version, file health
 ``schema``     the schema (in one place) and the migrations of older databases
+``views``      the schema's readable views (``current_trials``, ``change_log``) and tags
 ``runs``       runs and the fetch log
 ``trials``     the write path (snapshot, changes, state) and trial reads
 ``failures``   failure streak alerts
@@ -61,7 +64,8 @@ from pipeline.store.failures import FailuresMixin
 from pipeline.store.links import LinksMixin
 from pipeline.store.queries import QueriesMixin
 from pipeline.store.runs import RunsMixin
-from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from pipeline.store.migrations import MIGRATIONS
+from pipeline.store.schema import SCHEMA, SCHEMA_VERSION
 from pipeline.store.search import SearchMixin, search_texts
 from pipeline.store.trials import TrialsMixin
 

@@ -24,7 +24,8 @@ from typing import Any, Callable
 import sqlite_utils
 
 from pipeline.errors import DatabaseReplaced, StoreError
-from pipeline.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from pipeline.store.migrations import MIGRATIONS
+from pipeline.store.schema import SCHEMA, SCHEMA_VERSION, execute_script
 
 #: What this process first found at each database path (see StoreBase.check_identity).
 _FIRST_SEEN: dict[str, tuple[Any, ...]] = {}
@@ -90,18 +91,19 @@ class StoreBase:
                 f"database {self.path} has schema version {version}, written by a newer trialwatch "
                 f"(this one knows up to version {SCHEMA_VERSION}): upgrade trialwatch; nothing was written"
             )
-        while version < SCHEMA_VERSION:
-            version = self._write(self._migrate_step, version)
+        # SQLite's way to rebuild tables (step 4): keys off while steps run (a pragma, so
+        # outside their transactions); each step checks them itself before it commits.
+        self.conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            while version < SCHEMA_VERSION:
+                version = self._write(self._migrate_step, version)
+        finally:
+            self.conn.execute("PRAGMA foreign_keys=ON")
 
     def _create_schema(self) -> None:
         if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
             return  # another process created it while we waited for the lock
-        statement = ""
-        for line in SCHEMA.splitlines(keepends=True):
-            statement += line
-            if sqlite3.complete_statement(statement):
-                self.conn.execute(statement)
-                statement = ""
+        execute_script(self.conn, SCHEMA)
         self._put_meta("schema_version", str(SCHEMA_VERSION))
         self._put_meta("database_id", uuid.uuid4().hex)
 

@@ -70,6 +70,19 @@ class QueriesMixin(TrialsMixin):
 
         self._write(batch)
 
+    def save_watch_tags(self, tags: dict[str, Iterable[str]]) -> None:
+        """Replace ``watch_tags`` with the config's ``[watch.tags]`` (tag -> trial IDs), if it differs."""
+        rows = sorted({(tag, trial_id) for tag, ids in tags.items() for trial_id in ids})
+        stored = self.conn.execute("SELECT tag, trial_id FROM watch_tags ORDER BY tag, trial_id").fetchall()
+        if [tuple(r) for r in stored] == rows:
+            return  # the usual case: no write at all
+
+        def replace() -> None:
+            self.conn.execute("DELETE FROM watch_tags")
+            self.conn.executemany("INSERT INTO watch_tags (tag, trial_id) VALUES (?, ?)", rows)
+
+        self._write(replace)
+
     def _upsert_members(self, query: str, trial_ids: list[str], state: str, *, run_id: int | None = None,
                         announce: bool = False, source: str = "ctgov") -> None:
         now = utcnow()

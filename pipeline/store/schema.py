@@ -1,4 +1,4 @@
-"""The database schema, in one place, and the steps that bring an older database up to it.
+"""The database schema, in one place (the migrations from older versions: :mod:`pipeline.store.migrations`).
 
 A new database is created from :data:`SCHEMA` (every table, index, FTS table and
 trigger of the current version) in one transaction.  A database written by an older
@@ -15,12 +15,11 @@ not express.  Migrations use sqlite-utils where it fits (``create_index``, and
 
 from __future__ import annotations
 
-import uuid
-from typing import Callable
+import sqlite3
 
-import sqlite_utils
+from pipeline.store.views import VIEWS_AND_TAGS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -66,7 +65,7 @@ CREATE TABLE IF NOT EXISTS trials (
     trial_id TEXT NOT NULL,
     source TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',       -- present | missing | pending (never fetched yet)
-    snapshot_id INTEGER,                          -- current snapshot
+    snapshot_id INTEGER REFERENCES snapshots (id),  -- current snapshot
     content_hash TEXT,
     title TEXT,
     recruitment_status TEXT,
@@ -80,7 +79,7 @@ CREATE TABLE IF NOT EXISTS trials (
     last_error TEXT,
     alerted_failure INTEGER NOT NULL DEFAULT 0,   -- a failure alert is out for the current streak
     vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld
-    checked_run INTEGER,                          -- v3: the run that last checked it (the check order)
+    checked_run INTEGER REFERENCES runs (id),     -- v3: the run that last checked it (the check order)
     PRIMARY KEY (trial_id, source)
 ) WITHOUT ROWID;
 
@@ -97,7 +96,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     registry_date TEXT,                           -- version date given by the registry (backfill)
     registry_version INTEGER,                     -- version number given by the registry (backfill)
     backfilled INTEGER NOT NULL DEFAULT 0,
-    run_id INTEGER
+    run_id INTEGER REFERENCES runs (id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_trial ON snapshots (trial_id, source, id);
 
@@ -105,8 +104,8 @@ CREATE TABLE IF NOT EXISTS changes (
     id INTEGER PRIMARY KEY,
     trial_id TEXT NOT NULL,
     source TEXT NOT NULL,
-    snapshot_id INTEGER,                          -- the snapshot this change led to (NULL for 'missing')
-    run_id INTEGER,
+    snapshot_id INTEGER REFERENCES snapshots (id),  -- the snapshot this change led to (NULL for 'missing')
+    run_id INTEGER REFERENCES runs (id),
     field TEXT NOT NULL,
     old TEXT,                                     -- JSON
     new TEXT,                                     -- JSON
@@ -120,6 +119,14 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_detected ON changes (detected_at);
 CREATE INDEX IF NOT EXISTS changes_trial ON changes (trial_id, source);
+CREATE INDEX IF NOT EXISTS changes_snapshot ON changes (snapshot_id);       -- v4: foreign key
+CREATE INDEX IF NOT EXISTS changes_run ON changes (run_id);                 -- v4: foreign key
+CREATE INDEX IF NOT EXISTS changes_significance ON changes (significance);  -- v4: facets in `serve`
+CREATE INDEX IF NOT EXISTS changes_field ON changes (field);                -- v4: facets in `serve`
+CREATE INDEX IF NOT EXISTS changes_source ON changes (source);              -- v4: facets in `serve`
+CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots (run_id);             -- v4: foreign key
+CREATE INDEX IF NOT EXISTS trials_snapshot ON trials (snapshot_id);         -- v4: foreign key
+CREATE INDEX IF NOT EXISTS trials_changed ON trials (last_changed);         -- v4: newest first in `serve`
 
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -141,7 +148,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 CREATE TABLE IF NOT EXISTS fetch_log (
     id INTEGER PRIMARY KEY,
-    run_id INTEGER,
+    run_id INTEGER REFERENCES runs (id),
     source TEXT NOT NULL,
     trial_id TEXT,
     url TEXT NOT NULL,
@@ -261,91 +268,17 @@ END;
 CREATE TRIGGER IF NOT EXISTS trials_search_delete AFTER DELETE ON trials BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.snapshot_id;
 END;
-""" + TRIAL_TABLES
+""" + TRIAL_TABLES + VIEWS_AND_TAGS
 
 
-def _v2_fetch_log_by_age(db: sqlite_utils.Database) -> None:
-    """v1 -> v2: index the fetch log by time, so pruning it after each run is cheap; name the database.
+def execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run the statements of ``script`` one by one in the caller's transaction.
 
-    ``meta.database_id`` (random, set once) tells a database from a new one made at
-    the same path (see ``Store.check_identity``).
+    (``executescript`` would COMMIT first, and a step must stay one transaction.)
     """
-    db["fetch_log"].create_index(["fetched_at"], index_name="fetch_log_fetched", if_not_exists=True)
-    db["meta"].insert({"key": "database_id", "value": uuid.uuid4().hex}, pk="key", ignore=True)
-
-
-def _v3_check_columns(db: sqlite_utils.Database) -> None:
-    """v2 -> v3: the vanish guard's and the check order's columns on ``trials`` (issue 9).
-
-    ``vanish_streak``: answered runs in a row in which the registry denied a present
-    trial while its deletion was withheld (0 for every existing trial: no run has
-    withheld one yet).  ``checked_run``: the run that last checked the trial, so the
-    check order is by run number and no clock step can reorder it (NULL: checked
-    before the column existed, ordered by ``last_checked`` among those).  A column
-    already there (a database a pre-release build altered at open) is left as it is.
-    """
-    columns = db["trials"].columns_dict
-    if "vanish_streak" not in columns:
-        db.execute("ALTER TABLE trials ADD COLUMN vanish_streak INTEGER NOT NULL DEFAULT 0")
-    if "checked_run" not in columns:
-        db.execute("ALTER TABLE trials ADD COLUMN checked_run INTEGER")
-
-
-def _v4_change_registry_date(db: sqlite_utils.Database) -> None:
-    """v3 -> v4: ``changes.registry_date``, the registry's own date of a change (issue 11).
-
-    Set for changes between two imported WHO exports (the record's "last refreshed"
-    date) and for backfilled versions (the version's date); NULL for a live refresh,
-    dated by ``detected_at``.  Existing rows stay NULL: their dates are as they were.
-    """
-    if "registry_date" not in db["changes"].columns_dict:
-        db.execute("ALTER TABLE changes ADD COLUMN registry_date TEXT")
-
-
-def _v5_run_sources(db: sqlite_utils.Database) -> None:
-    """v4 -> v5: the ``run_sources`` table (issue 11: ``status`` counts per source).
-
-    Every earlier refresh run (not a backfill or an import) gets a row per source it
-    covered: its counts when it covered one source, NULL counts (unknown split) when
-    it covered several.
-    """
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS run_sources (run_id INTEGER NOT NULL, source TEXT NOT NULL,"
-        " fetched INTEGER, new INTEGER, unchanged INTEGER, changed INTEGER, missing INTEGER,"
-        " failed INTEGER, requests INTEGER, note TEXT, PRIMARY KEY (run_id, source)) WITHOUT ROWID"
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS run_sources_source ON run_sources (source, run_id)")
-    rows = db.execute(
-        "SELECT id, sources, fetched, new, unchanged, changed, missing, failed, requests FROM runs"
-        " WHERE coalesce(trigger, '') NOT IN ('backfill', 'import') AND coalesce(note, '') != 'backfill'"
-    ).fetchall()
-    for run_id, sources, *counts in rows:
-        names = [n for n in (sources or "").split(",") if n]
-        for name in names:
-            values = counts if len(names) == 1 else [None] * len(counts)
-            db.execute(
-                "INSERT OR IGNORE INTO run_sources (run_id, source, fetched, new, unchanged, changed, missing,"
-                " failed, requests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, name, *values],
-            )
-
-
-def _v6_trial_tables(db: sqlite_utils.Database) -> None:
-    """v5 -> v6: ``trial_links`` and ``trial_flags`` (issue 10), empty: the next run, import or
-    backfill derives them from the stored records (and raises the open discrepancies and flags once)."""
-    for statement in TRIAL_TABLES.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-#: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
-#: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v2_fetch_log_by_age,
-    _v3_check_columns,
-    _v4_change_registry_date,
-    _v5_run_sources,
-    _v6_trial_tables,
-]
-
-assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
