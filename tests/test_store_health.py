@@ -21,7 +21,7 @@ from pipeline.errors import StoreError
 from pipeline.plan import Update
 from pipeline.record import empty_record
 from pipeline.store import SCHEMA, SCHEMA_VERSION, Store
-from pipeline.store import schema as schema_module
+from pipeline.store import migrations as schema_module
 
 TRIALWATCH = [sys.executable, "-m", "pipeline"]
 HOLDER = """
@@ -176,14 +176,8 @@ def test_a_database_from_a_newer_trialwatch_is_refused_and_left_alone(tmp_path):
         Store(db)
 
 
-V1_SCHEMA = (
-    SCHEMA.replace("CREATE INDEX IF NOT EXISTS fetch_log_fetched ON fetch_log (fetched_at);  -- v2: pruning by age", "")
-    .replace("    vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld\n", "")
-    .replace("    checked_run INTEGER REFERENCES runs (id),     -- v3: the run that last checked it (the check order)\n", "")
-    .replace(" REFERENCES snapshots (id)", "").replace(" REFERENCES runs (id)", "")  # v4: foreign keys
-    .split("-- v4: [watch.tags]")[0]  # v4: the tags table and the views
-)
-V1_SCHEMA = "\n".join(line for line in V1_SCHEMA.splitlines() if "-- v4: " not in line)  # v4's indexes
+#: The schema trialwatch 1 created (a17250e), kept verbatim: every migration starts there.
+V1_SCHEMA = (Path(__file__).parent / "v1_schema.sql").read_text()
 
 
 def make_v1_database(db: Path) -> None:
