@@ -21,7 +21,7 @@ from pipeline.errors import StoreError
 from pipeline.plan import Update
 from pipeline.record import empty_record
 from pipeline.store import SCHEMA, SCHEMA_VERSION, Store
-from pipeline.store import schema as schema_module
+from pipeline.store import migrations as migrations_module
 
 TRIALWATCH = [sys.executable, "-m", "pipeline"]
 HOLDER = """
@@ -181,6 +181,7 @@ V1_SCHEMA = (
     .replace("    vanish_streak INTEGER NOT NULL DEFAULT 0,     -- v3: answered runs in a row that denied it, deletion withheld\n", "")
     .replace("    checked_run INTEGER REFERENCES runs (id),     -- v3: the run that last checked it (the check order)\n", "")
     .replace(" REFERENCES snapshots (id)", "").replace(" REFERENCES runs (id)", "")  # v4: foreign keys
+    .replace("DEFAULT 0,\n    registry_date TEXT", "DEFAULT 0\n    registry_date TEXT")  # v4's column, dropped below
     .split("-- v4: [watch.tags]")[0]  # v4: the tags table and the views
 )
 V1_SCHEMA = "\n".join(line for line in V1_SCHEMA.splitlines() if "-- v4: " not in line)  # v4's indexes
@@ -271,7 +272,7 @@ def test_a_migration_step_that_fails_leaves_the_database_at_its_version(tmp_path
         database["fetch_log"].create_index(["fetched_at"], index_name="fetch_log_fetched")
         raise RuntimeError("power cut in the middle of a step")
 
-    monkeypatch.setattr(schema_module, "MIGRATIONS", [half_done])
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", [half_done])
     monkeypatch.setattr("pipeline.store.base.MIGRATIONS", [half_done])
     with pytest.raises(RuntimeError):
         Store(db)
@@ -284,7 +285,7 @@ def test_a_migration_step_that_fails_leaves_the_database_at_its_version(tmp_path
 def test_a_failed_step_3_keeps_step_2_and_the_next_open_carries_on(tmp_path, monkeypatch):
     db = tmp_path / "t.db"
     make_v1_database(db)
-    real = list(schema_module.MIGRATIONS)
+    real = list(migrations_module.MIGRATIONS)
 
     def half_done(database):
         database.execute("ALTER TABLE trials ADD COLUMN vanish_streak INTEGER NOT NULL DEFAULT 0")
