@@ -49,6 +49,17 @@ OPEN_FLAGS = """(SELECT json_group_array(label) FROM (
         WHERE l.trial_id = t.trial_id AND l.source = t.source ORDER BY label))"""
 
 
+#: v8: the records of the trial a record belongs to (``trial_links``), its own ID first:
+#: ``ctgov, who, who EUCTR2020-001234-56-DE`` (a record with another ID named with it);
+#: a record not linked yet: the registries holding its ID (as in v7).
+COPIES = """coalesce((SELECT group_concat(CASE WHEN m.other THEN m.source || ' ' || m.trial_id
+            ELSE m.source END, ', ') FROM (
+        SELECT m.trial_id, m.source, m.trial_id != t.trial_id AS other
+        FROM trial_links l JOIN trial_links m ON m.trial_key = l.trial_key
+        WHERE l.trial_id = t.trial_id AND l.source = t.source ORDER BY other, m.source, m.trial_id) m),
+        (SELECT group_concat(o.source, ', ') FROM trials o WHERE o.trial_id = t.trial_id))"""
+
+
 #: v4: the tags of ``[watch.tags]`` as of the last run, and two readable views (Datasette,
 #: ``trialwatch serve`` and any SQL user).  The views read only what they show: the trials
 #: list takes title and status from ``trials``, and the JSON record only for its page of rows
@@ -70,7 +81,7 @@ SELECT
     t.source,
     t.title,
     {_status_label("t.recruitment_status")} AS status,
-    (SELECT group_concat(o.source, ', ') FROM trials o WHERE o.trial_id = t.trial_id) AS copies,
+    {COPIES} AS copies,
     (SELECT json_group_array(w.tag) FROM watch_tags w WHERE w.trial_id = t.trial_id) AS tags,
     {OPEN_FLAGS} AS open_flags,
     t.last_changed,
