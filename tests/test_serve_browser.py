@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve_support import HOSTILE, TRIAL, build_database
+from tests.serve_support import EUDRACT, HOSTILE, TRIAL, build_database
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--disable-dev-shm-usage"]
@@ -102,8 +102,10 @@ def test_trial_page_and_change_log_in_chromium(server, tmp_path):
     profile = tmp_path / "chromium-profile"
     dom = browse(f"{base}trial/{TRIAL}", profile, "--dump-dom").stdout
     assert "Remdesivir for adults with COVID-19" in dom and "Active, not recruiting" in dom
-    assert dom.count('class="tw-event ') == 5 and "tw-prominent" in dom and "<ins>80</ins>" in dom
+    assert dom.count('class="tw-event ') == 7 and "tw-prominent" in dom and "<ins>80</ins>" in dom
     assert 'id="diff"' in dom and "Inclusion criteria" in dom
+    assert "Open flags and discrepancies (2)" in dom and f"WHO ICTRP {EUDRACT}" in dom  # the linked record
+    assert "&lt;script&gt;alert('flag')&lt;/script&gt;" in dom and "<script>alert" not in dom
 
     dom = browse(f"{base}trial/{HOSTILE}", profile, "--dump-dom").stdout
     assert "&lt;script&gt;alert('x')&lt;/script&gt;" in dom  # shown as text ...
@@ -114,8 +116,12 @@ def test_trial_page_and_change_log_in_chromium(server, tmp_path):
     assert "Active, not recruiting" in dom and "<script>alert" not in dom
     assert 'data-column="significance"' in dom
 
+    dom = browse(f"{base}trialwatch/current_trials", profile, "--dump-dom").stdout
+    assert '<span class="tw-flag">results overdue</span>' in dom and 'data-column="open_flags"' in dom
+
     for width in (1280, 390):
-        for name, path in (("trial", f"trial/{TRIAL}"), ("changes", "trialwatch/change_log")):
+        for name, path in (("trial", f"trial/{TRIAL}"), ("changes", "trialwatch/change_log"),
+                           ("trials", "trialwatch/current_trials")):
             shot = tmp_path / f"{name}-{width}.png"
             browse(f"{base}{path}", profile, f"--screenshot={shot}", f"--window-size={width},1800")
             assert shot.exists() and shot.stat().st_size > 10_000, shot

@@ -433,3 +433,29 @@ def test_each_run_prunes_the_fetch_log_to_fetch_log_days(tmp_path):
         urls = [r[0] for r in store.conn.execute("SELECT url FROM fetch_log")]
     assert urls == ["http://x/recent"]
     assert config.fetch_log_days == 90
+
+
+def test_v7_views_are_re_created_with_open_flags(tmp_path):
+    """v7 -> v8: the views are dropped and made again from SCHEMA; ``current_trials`` gains
+    ``open_flags`` (the trial's open discrepancies and flags, through ``trial_links``)."""
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        run = store.start_run(["ctgov"], "test")
+        store.conn.execute("INSERT INTO trials (trial_id, source, state, title) VALUES ('NCT00000001', 'ctgov',"
+                           " 'pending', 'T')")
+        store.save_trial_links({("NCT00000001", "ctgov"): "NCT00000001"})
+        store.save_trial_events({("flag", "results_overdue", "ctgov:NCT00000001"): {
+            "trial_key": "NCT00000001", "detail": {"summary": "overdue"}}}, {"ctgov:NCT00000001"}, run,
+            "2026-11-30T00:00:00Z")
+    conn = sqlite3.connect(db)
+    conn.execute("DROP VIEW current_trials")
+    conn.execute("CREATE VIEW current_trials AS SELECT trial_id, source, title FROM trials")  # as v7 had no flags
+    conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "8"
+        row = store.conn.execute("SELECT title, open_flags FROM current_trials").fetchone()
+        assert tuple(row) == ("T", '["results overdue"]')
+        views = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+        assert views == {"current_trials", "change_log"}

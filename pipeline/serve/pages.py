@@ -95,13 +95,38 @@ def event_line(row: dict[str, Any]) -> ChangeLine:
             line.old_text, line.new_text = _text("recruitment_status", row.get("old")), _text(
                 "recruitment_status", row.get("new"))
         return line
-    return ChangeLine(row, _summary(row.get("old")), _summary(row.get("new")))
+    line = change_line(row)  # an event (discrepancy, flag, ...): raised or resolved, and its summary
+    if not line.is_event:  # a query watch's membership: its own words
+        return line
+    if line.summary is None:
+        line.summary = _summary(row.get("new") if row.get("new") is not None else row.get("old"))
+    return line
 
 
 def _summary(value: Any) -> str:
     if isinstance(value, dict) and value.get("summary") is not None:
         return printable(str(value["summary"]))
     return format_value(value)
+
+
+def flag_line(row: dict[str, Any]) -> dict[str, Any]:
+    """An open ``trial_flags`` row as the trial page shows it: kind, what it is about, its summary,
+    the records involved (``ctgov NCT…``) and since when (text only: the template escapes it)."""
+    try:
+        detail = json.loads(row["detail"]) if isinstance(row.get("detail"), str) else row.get("detail")
+    except ValueError:
+        detail = row.get("detail")
+    summary = detail.get("summary") if isinstance(detail, dict) else detail
+    kind = row.get("kind") or "flag"
+    return {
+        "kind": kind,
+        "kind_label": "Discrepancy" if kind == "discrepancy" else "Flag",
+        "subject": field_label(str(row.get("subject") or "")),
+        "summary": format_value(summary) if summary not in (None, "", []) else "",
+        "severity": detail.get("severity") if isinstance(detail, dict) else None,
+        "copies": [c.replace(":", " ", 1) for c in str(row.get("copies") or "").split()],
+        "raised_at": str(row.get("raised_at") or ""),
+    }
 
 
 def timeline(rows: Iterable[dict[str, Any]]) -> list[ChangeLine]:

@@ -34,7 +34,7 @@ CELL_CHARS = 160
 FEED_LIMIT = 200
 #: Tables whose trial_id cells link to the trial page.
 TRIAL_TABLES = frozenset({"current_trials", "change_log", "trials", "changes", "snapshots", "query_members",
-                          "watch_tags", "backfills", "failure_events"})
+                          "watch_tags", "backfills", "failure_events", "trial_links"})
 
 
 def trial_path(datasette, trial_id: str) -> str:
@@ -61,6 +61,8 @@ def render_cell(value, column, table, database, datasette):
         return None
     if column == "trial_id" and table in TRIAL_TABLES and isinstance(value, str):
         return Markup('<a href="{}">{}</a>').format(trial_path(datasette, value), value)
+    if column == "trial_key" and table in ("trial_links", "trial_flags") and isinstance(value, str):
+        return Markup('<a href="{}">{}</a>').format(trial_path(datasette, value), value)
     if table == "current_trials" and column == "status":
         return Markup('<span class="tw-status tw-status-{}">{}</span>').format(_slug(value), value)
     if table == "change_log" and column == "significance":
@@ -74,11 +76,20 @@ def render_cell(value, column, table, database, datasette):
         return Markup('<span class="tw-{}">{}</span>').format(column[:3], text)
     if table in ("change_log", "current_trials") and column in ("detected_at", "last_changed", "last_checked"):
         return Markup('<time datetime="{}" class="tw-time">{}</time>').format(value, str(value)[:16].replace("T", " "))
-    if table == "current_trials" and column == "tags" and isinstance(value, str):
+    if table == "current_trials" and column == "open_flags" and isinstance(value, str):
         try:
-            return ", ".join(str(t) for t in json.loads(value))
+            kinds = [str(k) for k in json.loads(value)]
         except (ValueError, TypeError):
             return None
+        if not kinds:
+            return Markup('<span class="tw-none"></span>')
+        return Markup(" ").join(Markup('<span class="tw-flag">{}</span>').format(k) for k in kinds)
+    if table == "current_trials" and column == "tags" and isinstance(value, str):
+        try:
+            tags = ", ".join(str(t) for t in json.loads(value))
+        except (ValueError, TypeError):
+            return None
+        return tags or Markup('<span class="tw-none"></span>')  # "" would show the raw "[]"
     return None
 
 
@@ -100,9 +111,47 @@ async def _table_exists(datasette, name: str) -> bool:
     return await datasette.get_database(DATABASE).table_exists(name)
 
 
+async def _members(datasette, trial_id: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """The trial's key and its records ((trial_id, source), the asked ID first) from ``trial_links``:
+    every record linked to it (its WHO copy, a EudraCT record named in its secondary IDs, ...).
+    A record not linked yet (no run since it was stored) is the trial of its own ID."""
+    members: list[tuple[str, str]] = []
+    key = None
+    if await _table_exists(datasette, "trial_links"):
+        found = await _rows(datasette, "SELECT trial_key FROM trial_links WHERE trial_id = :t OR trial_key = :t"
+                                       " ORDER BY trial_id != :t LIMIT 1", {"t": trial_id})
+        if found:
+            key = found[0]["trial_key"]
+            members = [(r["trial_id"], r["source"]) for r in await _rows(
+                datasette, "SELECT trial_id, source FROM trial_links WHERE trial_key = :k", {"k": key})]
+    if not any(t == trial_id for t, _ in members):  # not linked (yet): its own records
+        members += [(r["trial_id"], r["source"]) for r in await _rows(
+            datasette, "SELECT trial_id, source FROM trials WHERE trial_id = :t", {"t": trial_id})]
+    members = sorted(set(members), key=lambda m: (m[0] != trial_id, _source_rank(m[1]), m[1], m[0]))
+    return key, members
+
+
+def _source_rank(source: str) -> int:
+    names = list(SOURCES)
+    return names.index(source) if source in names else len(names)
+
+
+def _member_sql(members: list[tuple[str, str]], alias: str = "") -> tuple[str, dict[str, str]]:
+    """SQL matching any of ``members`` ((trial_id, source) pairs), and its parameters."""
+    parts, params = [], {}
+    for i, (t, s) in enumerate(members):
+        parts.append(f"({alias}trial_id = :t{i} AND {alias}source = :s{i})")
+        params[f"t{i}"], params[f"s{i}"] = t, s
+    return "(" + " OR ".join(parts or ["0"]) + ")", params
+
+
 async def trial_page(request, datasette):
     trial_id = request.url_vars["trial_id"]
-    copies = await _rows(datasette, "SELECT * FROM current_trials WHERE trial_id = :t ORDER BY source", {"t": trial_id})
+    key, members = await _members(datasette, trial_id)
+    where, params = _member_sql(members)
+    rows = {(c["trial_id"], c["source"]): c
+            for c in await _rows(datasette, f"SELECT * FROM current_trials WHERE {where}", params)}
+    copies = [rows[m] for m in members if m in rows]
     if not copies:
         return Response.html(await datasette.render_template(
             "trialwatch_missing.html", {"trial_id": trial_id}, request=request), status=404)
@@ -113,26 +162,34 @@ async def trial_page(request, datasette):
     changes = await _rows(
         datasette,
         "SELECT id, trial_id, source, snapshot_id, field, old, new, added, removed, significance, kind,"
-        " detected_at, backfilled FROM changes WHERE trial_id = :t AND kind != 'detail'"
+        f" detected_at, backfilled FROM changes WHERE {where} AND kind != 'detail'"
         " ORDER BY detected_at DESC, id DESC"
         f" LIMIT {TIMELINE_LIMIT + 1}",
-        {"t": trial_id},
+        params,
     )
     versions = await _rows(
         datasette,
-        "SELECT id, source, fetched_at, registry_date, registry_version, backfilled FROM snapshots"
-        " WHERE trial_id = :t ORDER BY id DESC",
-        {"t": trial_id},
+        "SELECT id, trial_id, source, fetched_at, registry_date, registry_version, backfilled FROM snapshots"
+        f" WHERE {where} ORDER BY id DESC",
+        params,
     )
     fields, empty_fields = pages.side_by_side(records)
-    diff = await _version_diff(datasette, request, trial_id, versions)
-    flags = await _open_flags(datasette, trial_id)
+    diff = await _version_diff(datasette, request, versions)
+    flags = await _open_flags(datasette, key)
+    several_ids = len({c["trial_id"] for c in copies}) > 1
+
+    def registry(c: dict[str, Any]) -> str:
+        label = SOURCES[c["source"]].label if c["source"] in SOURCES else c["source"]
+        return f"{label} {c['trial_id']}" if several_ids else label
+
     context = {
         "trial_id": trial_id,
+        "trial_key": key,
         "title": next((c["title"] for c in copies if c["title"]), None),
-        "copies": [{**c, "url": registry_url(trial_id, c["source"]), "status_slug": _slug(c["status"] or ""),
-                    "registry": SOURCES[c["source"]].label if c["source"] in SOURCES else c["source"]}
+        "copies": [{**c, "url": registry_url(c["trial_id"], c["source"]), "status_slug": _slug(c["status"] or ""),
+                    "registry": registry(c), "page": trial_path(datasette, c["trial_id"])}
                    for c in copies],
+        "several_ids": several_ids,
         "fields": fields,
         "empty_fields": empty_fields,
         "timeline": pages.timeline(changes[:TIMELINE_LIMIT]),
@@ -144,13 +201,13 @@ async def trial_page(request, datasette):
     return Response.html(await datasette.render_template("trialwatch_trial.html", context, request=request))
 
 
-async def _version_diff(datasette, request, trial_id: str, versions: list[dict]) -> dict[str, Any] | None:
+async def _version_diff(datasette, request, versions: list[dict]) -> dict[str, Any] | None:
     """The diff the form asked for (?a=&b=), or by default the newest version against the one before it."""
     ids = {v["id"] for v in versions}
     a, b = request.args.get("a"), request.args.get("b")
     if a is None and b is None:  # the newest version that has an older one in its registry, against it
         pair = next(((older, newer) for i, newer in enumerate(versions) for older in versions[i + 1:]
-                     if older["source"] == newer["source"]), None)
+                     if (older["trial_id"], older["source"]) == (newer["trial_id"], newer["source"])), None)
         if pair is None:
             return None
         a, b = pair[0]["id"], pair[1]["id"]
@@ -165,20 +222,21 @@ async def _version_diff(datasette, request, trial_id: str, versions: list[dict])
     return {"a": a, "b": b, "lines": pages.version_diff(by_id[a], by_id[b])}
 
 
-async def _open_flags(datasette, trial_id: str) -> list[dict[str, Any]] | None:
-    """Open integrity flags and discrepancies of the trial; None while no ``trial_flags`` table exists.
-
-    TO WIRE (cross-registry issue): ``trial_flags.trial_key`` is matched to the trial ID
-    here; once ``trial_links`` lands, match the trial's key from it instead.
-    """
+async def _open_flags(datasette, trial_key: str | None) -> list[dict[str, Any]] | None:
+    """The open discrepancies and integrity flags of the trial ``trial_key`` (``trial_links``),
+    newest first, each with its readable kind and subject and its ``summary``; None while
+    no ``trial_flags`` table exists (an empty list: none open, or the trial is not linked yet)."""
     if not await _table_exists(datasette, "trial_flags"):
         return None
-    return await _rows(
+    if trial_key is None:
+        return []
+    rows = await _rows(
         datasette,
-        "SELECT kind, subject, detail, raised_at FROM trial_flags WHERE trial_key = :t AND cleared_at IS NULL"
-        " ORDER BY raised_at DESC",
-        {"t": trial_id},
+        "SELECT kind, subject, copies, detail, raised_at FROM trial_flags WHERE trial_key = :k AND cleared_at IS NULL"
+        " ORDER BY raised_at DESC, id DESC",
+        {"k": trial_key},
     )
+    return [pages.flag_line(r) for r in rows]
 
 
 async def changes_feed(request, datasette):
@@ -208,9 +266,15 @@ async def changes_feed(request, datasette):
         params,
     )
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    keys: dict[tuple[str, str], str] = {}
+    if rows and await _table_exists(datasette, "trial_links"):
+        where_m, params_m = _member_sql(sorted({(r["trial_id"], r["source"]) for r in rows}))
+        keys = {(r["trial_id"], r["source"]): r["trial_key"] for r in await _rows(
+            datasette, f"SELECT trial_id, source, trial_key FROM trial_links WHERE {where_m}", params_m)}
     report = build_report(
         [pages.decode_change(r) for r in rows],
         titles={(r["trial_id"], r["source"]): r["title"] for r in rows},
+        trial_keys=keys,
         generated_at=now,
         title="trialwatch changes" + (f" ({', '.join(what)})" if what else ""),
     )

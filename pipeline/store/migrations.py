@@ -151,6 +151,18 @@ def _v7_foreign_keys_and_views(db: sqlite_utils.Database) -> None:
         raise sqlite3.IntegrityError(f"foreign key check failed after migration: {tuple(problem)}")
 
 
+def _v8_views_with_flags(db: sqlite_utils.Database) -> None:
+    """v7 -> v8: ``current_trials`` gains ``open_flags`` (issue 12 on issue 10's trial model).
+
+    A view cannot be altered: every view is dropped and made again from :data:`SCHEMA`
+    (its other statements are all ``IF NOT EXISTS`` and change nothing).  No row moves.
+    """
+    conn = db.conn
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall():
+        conn.execute(f'DROP VIEW "{name}"')
+    execute_script(conn, SCHEMA)
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -160,6 +172,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v5_run_sources,
     _v6_trial_tables,
     _v7_foreign_keys_and_views,
+    _v8_views_with_flags,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"

@@ -19,7 +19,7 @@ import sqlite3
 
 from pipeline.store.views import VIEWS_AND_TAGS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """

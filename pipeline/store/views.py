@@ -39,6 +39,27 @@ def _readable(column: str) -> str:
         ELSE CAST(json_extract({column}, '$') AS TEXT) END"""
 
 
+#: v8: the open discrepancies and flags of the trial a record belongs to (through
+#: ``trial_links.trial_key``), as a JSON array of readable kinds, sorted:
+#: ``["discrepancy: recruitment status", "results overdue"]`` (``[]`` when none).
+OPEN_FLAGS = """(SELECT json_group_array(label) FROM (
+        SELECT DISTINCT CASE f.kind WHEN 'discrepancy' THEN 'discrepancy: ' ELSE '' END
+            || replace(f.subject, '_', ' ') AS label
+        FROM trial_links l JOIN trial_flags f ON f.trial_key = l.trial_key AND f.cleared_at IS NULL
+        WHERE l.trial_id = t.trial_id AND l.source = t.source ORDER BY label))"""
+
+
+#: v8: the records of the trial a record belongs to (``trial_links``), its own ID first:
+#: ``ctgov, who, who EUCTR2020-001234-56-DE`` (a record with another ID named with it);
+#: a record not linked yet: the registries holding its ID (as in v7).
+COPIES = """coalesce((SELECT group_concat(CASE WHEN m.other THEN m.source || ' ' || m.trial_id
+            ELSE m.source END, ', ') FROM (
+        SELECT m.trial_id, m.source, m.trial_id != t.trial_id AS other
+        FROM trial_links l JOIN trial_links m ON m.trial_key = l.trial_key
+        WHERE l.trial_id = t.trial_id AND l.source = t.source ORDER BY other, m.source, m.trial_id) m),
+        (SELECT group_concat(o.source, ', ') FROM trials o WHERE o.trial_id = t.trial_id))"""
+
+
 #: v4: the tags of ``[watch.tags]`` as of the last run, and two readable views (Datasette,
 #: ``trialwatch serve`` and any SQL user).  The views read only what they show: the trials
 #: list takes title and status from ``trials``, and the JSON record only for its page of rows
@@ -52,15 +73,17 @@ CREATE TABLE IF NOT EXISTS watch_tags (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS watch_tags_trial ON watch_tags (trial_id);
 
--- v4: one row per trial and registry, with the main fields of its current record.
+-- v4: one row per trial and registry, with the main fields of its current record;
+-- v8: and the open discrepancies and flags of its trial (open_flags, a JSON array).
 CREATE VIEW IF NOT EXISTS current_trials AS
 SELECT
     t.trial_id,
     t.source,
     t.title,
     {_status_label("t.recruitment_status")} AS status,
-    (SELECT group_concat(o.source, ', ') FROM trials o WHERE o.trial_id = t.trial_id) AS copies,
+    {COPIES} AS copies,
     (SELECT json_group_array(w.tag) FROM watch_tags w WHERE w.trial_id = t.trial_id) AS tags,
+    {OPEN_FLAGS} AS open_flags,
     t.last_changed,
     t.state,
     {_from_record("phase")} AS phase,
