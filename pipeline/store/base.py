@@ -111,6 +111,8 @@ class StoreBase:
                 statement = ""
         self._put_meta("schema_version", str(SCHEMA_VERSION))
         self._put_meta("database_id", uuid.uuid4().hex)
+        # the empty file passed the full check just before (this is its first write)
+        self._put_meta(FULL_CHECK_KEY, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def _migrate_step(self, version: int) -> int:
         """One migration, in the caller's transaction; returns the version now stored."""
@@ -167,7 +169,7 @@ class StoreBase:
             if problems != ["ok"]:
                 lines = [ln.strip() for p in problems for ln in p.splitlines() if ln.strip() and "***" not in ln]
                 raise StoreError(_corrupt(self.path, f"quick_check: {lines[0] if lines else problems[0]}"))
-            if has_meta:  # (a new database: recorded by its next write)
+            if has_meta:  # (a new database: recorded by _create_schema)
                 self._put_meta(FULL_CHECK_KEY, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
         else:
             tables = self.conn.execute(
