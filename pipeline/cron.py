@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 from datetime import timezone as dt_timezone
-
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from apscheduler.triggers.cron import CronTrigger
 
 
 def cron_trigger(expression: str, *, jitter: int | None = None, timezone: tzinfo | str | None = None) -> CronTrigger:
@@ -29,6 +31,10 @@ def cron_trigger(expression: str, *, jitter: int | None = None, timezone: tzinfo
     # crontab counts weekdays from 0=Sunday; APScheduler from 0=Monday.  Translate
     # numeric weekdays so "1-5" means Monday to Friday as every crontab reader expects.
     day_of_week = _crontab_weekdays(day_of_week)
+    # Imported here: loading the config (every command, every refresh) needs no
+    # scheduler unless it has schedules to check (~25 ms of start-up CPU).
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger(
         second=second,
         minute=minute,

@@ -130,6 +130,8 @@ def diff_records(old: Record, new: Record) -> list[Change]:
     for field in fields:
         before = old.get(field)
         after = new.get(field)
+        if before is after or (before.__class__ is str and after.__class__ is str and before == after):
+            continue  # the same object, or equal text: equal serializations (most fields, cheaply)
         # Compare the serialized canonical forms, as the content hash does: with ``==``
         # False equals 0 and 1 equals 1.0 (also inside lists), and a new snapshot would
         # get no change row.  Equal raw serializations (fast, C) imply equal canonical ones.

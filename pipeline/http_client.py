@@ -39,7 +39,10 @@ import contextlib
 import contextvars
 import email.utils
 import random
+import os
 import socket
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -321,13 +324,68 @@ def install_deadlines(client: httpx.Client) -> httpx.Client:
     return client
 
 
+class LazyCATLSContext(ssl.SSLContext):
+    """The client TLS context httpx builds for ``verify=True``, CA certificates loaded at first use.
+
+    Same settings (``PROTOCOL_TLS_CLIENT``, ``CERT_REQUIRED``, host names checked) and
+    the same CA bundle (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi), but the
+    bundle (~150 certificates, 20-45 ms of CPU) is read only when a TLS connection is
+    first made: a run against ``http://`` registries (the simulator, the bench) never
+    pays it, and an ``https://`` one pays it once, before its first handshake.  Nothing
+    is ever verified less: a handshake cannot start before the bundle is loaded.
+    """
+
+    _ca_loaded = False
+
+    def _load_ca(self) -> None:
+        if self._ca_loaded:
+            return
+        with _CA_LOCK:
+            if self._ca_loaded:
+                return
+            if os.environ.get("SSL_CERT_FILE"):
+                self.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
+            elif os.environ.get("SSL_CERT_DIR"):
+                self.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
+            else:
+                import certifi
+
+                self.load_verify_locations(cafile=certifi.where())
+            self._ca_loaded = True
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        self._load_ca()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+        self._load_ca()
+        return super().wrap_bio(*args, **kwargs)
+
+
+_CA_LOCK = threading.Lock()
+
+
+def verifying_tls_context() -> LazyCATLSContext:
+    """A fresh :class:`LazyCATLSContext` (as strict as ``ssl.create_default_context``)."""
+    ctx = LazyCATLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        ctx.keylog_filename = keylog
+    return ctx
+
+
 def build_http_client(timeout: float = 30.0) -> httpx.Client:
     """The shared httpx client (one per process; sources share its connection pool).
 
     Requests made under :func:`total_deadline` obey it (see :class:`DeadlineBackend`).
+    TLS verification is httpx's default, with the CA bundle read at the first TLS
+    connection (:class:`LazyCATLSContext`).
     """
     return install_deadlines(
         httpx.Client(
+            verify=verifying_tls_context(),
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             follow_redirects=True,

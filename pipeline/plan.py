@@ -77,6 +77,8 @@ class Update:
     #: "missing" for a trial the registry never returned (no snapshot ever): a wrong ID,
     #: not a deletion.
     never_found: bool = False
+    #: ``raw`` compressed ahead of the save (``raw`` is then None): written as is.
+    raw_zlib: bytes | None = None
 
 
 def plan_missing(state: TrialState | None, trial_id: str, source: str, now: str) -> Update:

@@ -151,3 +151,61 @@ def test_rate_limiter_spaces_calls():
     for _ in range(3):
         limiter.wait()
     assert slept == [0.5, 1.0]
+
+
+# -- TLS: the CA bundle is read lazily, verification is as strict as httpx's default -------
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory):
+    import ssl
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True,
+    )
+    if made.returncode != 0:
+        pytest.skip("openssl could not make a test certificate")
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/", cert
+    server.shutdown()
+
+
+def test_tls_refuses_an_untrusted_certificate_and_accepts_a_trusted_one(https_server, monkeypatch):
+    import httpx
+
+    url, cert = https_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with build_http_client(5) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read when the first TLS connection is made
+    with build_http_client(5) as http:
+        assert http.get(url).text == "ok"
+
+
+def test_building_the_client_reads_no_ca_bundle():
+    with build_http_client() as http:
+        ctx = http._transport._pool._ssl_context
+        assert ctx.verify_mode.name == "CERT_REQUIRED" and ctx.check_hostname
+        assert ctx.cert_store_stats()["x509_ca"] == 0  # not read until a TLS connection is made

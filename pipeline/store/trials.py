@@ -10,7 +10,7 @@ rules for how each column moves when the row exists are in :data:`_ON_CONFLICT`.
 from __future__ import annotations
 
 import sqlite3
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Iterable
 
 from pipeline.clock import utcnow
@@ -65,13 +65,17 @@ def insert_snapshot(
     backfilled: bool,
     run_id: int | None,
     or_ignore: bool = False,
+    raw_zlib: bytes | None = None,
 ) -> int | None:
-    """Write one snapshot row; its id (None when ``or_ignore`` and that version exists)."""
+    """Write one snapshot row; its id (None when ``or_ignore`` and that version exists).
+
+    ``raw_zlib``: the raw payload already compressed (then ``raw`` is not used).
+    """
     cur = conn.execute(
         f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO snapshots (trial_id, source, content_hash, record, raw,"
         " raw_format, parser_version, fetched_at, registry_date, registry_version, backfilled, run_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (trial_id, source, content_hash, dumps(record), compress(raw), raw_format, parser_version, fetched_at,
+        (trial_id, source, content_hash, dumps(record), compress(raw) if raw_zlib is None else raw_zlib, raw_format, parser_version, fetched_at,
          registry_date, registry_version, int(backfilled), run_id),
     )
     return int(cur.lastrowid) if cur.rowcount else None
@@ -196,7 +200,7 @@ class TrialsMixin(StoreBase):
                 conn, u.trial_id, u.source, content_hash=u.content_hash, record=u.record, raw=u.raw,
                 raw_format=u.raw_format, parser_version=u.parser_version, fetched_at=now,
                 registry_date=u.registry_date, registry_version=u.registry_version, backfilled=u.backfilled,
-                run_id=run_id,
+                run_id=run_id, raw_zlib=u.raw_zlib,
             )
             if u.outcome != "missing":  # it becomes current below: index it for search now
                 conn.execute(
@@ -278,9 +282,14 @@ class TrialsMixin(StoreBase):
         rows = self.conn.execute("SELECT trial_id, checked_run, last_checked FROM trials WHERE source = ?", (source,))
         return {t: (run or 0, checked or "") for t, run, checked in rows}
 
+    @cached_property
+    def _snapshot_columns(self) -> list[str]:
+        # Read once per store: a refresh loads the stored snapshot of every changed trial.
+        return [d[0] for d in self.conn.execute("SELECT * FROM snapshots LIMIT 0").description]
+
     def load_snapshot(self, snapshot_id: int, *, with_raw: bool = True) -> dict[str, Any] | None:
         """One snapshot, record decoded; ``with_raw=False`` skips reading the raw payload."""
-        cols = [d[0] for d in self.conn.execute("SELECT * FROM snapshots LIMIT 0").description]
+        cols = self._snapshot_columns
         if not with_raw:
             cols = [c for c in cols if c != "raw"]
         row = self.conn.execute(f"SELECT {', '.join(cols)} FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
