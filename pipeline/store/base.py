@@ -145,8 +145,8 @@ class StoreBase:
 
         The whole file is checked (``PRAGMA quick_check``: ~0.2-0.3 CPU s on a 500 MB
         database, once per command or daemon job).  A cheaper check was tried (the full
-        check once a day, each table's root in between) and dropped: corruption away
-        from a root page let a run write its first rows before SQLite met it, and
+        check once a day, a one-row read of each table in between) and dropped: it
+        missed a scrambled ``trials`` page and let ``refresh`` write its first rows, and
         "a corrupt database is never written" is the promise (issue 9, item 15).
         """
         problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(3)")]
