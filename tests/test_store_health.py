@@ -130,6 +130,30 @@ def test_a_corrupt_database_gives_one_clear_error_and_is_never_written(tmp_path)
     assert files(db) == before
 
 
+@pytest.mark.parametrize("table", ["snapshots", "changes", "trials"])
+def test_a_corrupt_page_away_from_the_root_is_caught_before_anything_is_written(tmp_path, table):
+    """The same promise when the damage is in a leaf page, not a root: a check that only
+    reads a row of each table would let the run write first."""
+    config = write_config(tmp_path)
+    db = tmp_path / "t.db"
+    fill(db, 300, rounds=2)
+    conn = sqlite3.connect(db)
+    leaves = [n for (n,) in conn.execute(
+        "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno", (table,))]
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
+    leaves = [n for n in leaves if n != root]
+    assert leaves, f"{table} has no leaf page but its root"
+    with open(db, "r+b") as f:
+        f.seek((leaves[len(leaves) // 2] - 1) * page_size)
+        f.write(random.Random(7).randbytes(page_size))
+    before = files(db)
+    for command in (("refresh", "--no-progress"), ("report", "--since", "last")):
+        assert_one_line_error(trialwatch(config, *command), "is corrupt")
+        assert files(db) == before, command
+
+
 def test_a_file_that_is_not_a_database_gives_the_same_error(tmp_path):
     config = write_config(tmp_path)
     db = tmp_path / "t.db"
