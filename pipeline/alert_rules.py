@@ -56,7 +56,7 @@ def matches(rule: Any, change: Mapping[str, Any], tags: Mapping[str, Iterable[st
     A change passes when it is neither backfilled history nor a "detail" row (the
     registry's wording moving with its normalized field), its significance is one the
     rule lists, its field is one the rule lists (when it lists any), its kind is one the
-    rule lists (when it lists any ``kinds``: field, missing, reappeared, discrepancy,
+    rule lists (when it lists any ``kinds``: field, missing, reappeared, query, discrepancy,
     flag; a discrepancy's field is the compared field, a flag's its kind), and its trial is
     one of the rule's ``trials`` or belongs to one of its ``tags`` (when it names any),
     from one of its ``sources`` (when it names any).  ``tags`` maps a tag name to the

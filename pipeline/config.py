@@ -97,8 +97,9 @@ ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 
 ALERT_CHANNELS = ("webhook", "email", "folder", "apprise")
 #: What ``alerts[].kinds`` may list: a field change (with missing / reappeared records),
-#: a discrepancy between registry copies, an integrity flag (raised or resolved).
-ALERT_KINDS = ("field", "missing", "reappeared", "discrepancy", "flag")
+#: a trial starting or stopping to match a query watch, a discrepancy between registry
+#: copies, an integrity flag (raised or resolved).
+ALERT_KINDS = ("field", "missing", "reappeared", "query", "discrepancy", "flag")
 SIGNIFICANCES = SIGNIFICANCE_ORDER
 
 
@@ -165,7 +166,7 @@ class AlertRule:
     sources: tuple[str, ...] = ()
     queries: tuple[str, ...] = ()  # only these query watches' events (kind 'query'), whatever their trial
     failures: bool = True  # also send failure alerts (a trial failing run after run, and its recovery)
-    kinds: tuple[str, ...] = ()  # change kinds wanted (field, missing, reappeared, discrepancy, flag); () = all
+    kinds: tuple[str, ...] = ()  # change kinds wanted (field, missing, reappeared, query, discrepancy, flag); () = all
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,11 @@ def test_failure_alerts_follow_trial_filters_and_can_be_turned_off():
     assert wants_failure(tagged, event, tags)
     assert not wants_failure(tagged, {**event, "trial_id": "NCT01000009"}, tags)
     assert not wants_failure(off, event, tags)
+
+
+def test_kinds_can_select_query_events_like_any_other_kind():
+    (rule,), tags = rules({**HOOK, "kinds": ["query"], "significance": ["query", "status"]})
+    joined = change(field="covid-recruiting", significance="query", kind="query",
+                    new={"state": "member", "summary": "now matches query covid-recruiting"})
+    assert matches(rule, joined, tags)
+    assert not matches(rule, change(), tags)  # a field change: not a kind this rule lists
