@@ -202,6 +202,17 @@ def total_deadline(deadline: Deadline) -> Iterator[Deadline]:
         _CURRENT.reset(token)
 
 
+def _bounded(timeout: float | None, timeout_exc: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of the thread's :class:`Deadline` (``timeout_exc`` when none is)."""
+    deadline = _CURRENT.get()
+    if deadline is None:
+        return timeout
+    left = deadline.remaining()
+    if left <= 0:
+        raise timeout_exc(deadline.describe())
+    return left if timeout is None else min(timeout, left)
+
+
 def _sliced(op: Callable[[float | None], Any], timeout: float | None, timeout_exc: type[Exception]) -> Any:
     """Run a resumable socket operation in short slices until it succeeds, times out or is cut."""
     deadline = _CURRENT.get()
@@ -237,13 +248,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         sock = self._inner.get_extra_info("socket")
         if _CURRENT.get() is None or not isinstance(sock, socket.socket) or hasattr(self._inner, "ssl_obj"):
             # no deadline, or TLS inside TLS (a proxy): one write, bounded by the smaller limit
-            deadline = _CURRENT.get()
-            if deadline is not None:
-                left = deadline.remaining()
-                if left <= 0:
-                    raise httpcore.WriteTimeout(deadline.describe())
-                timeout = left if timeout is None else min(timeout, left)
-            return self._inner.write(buffer, timeout)
+            return self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
         view = memoryview(buffer)
 
         def send(t: float | None) -> int:
@@ -264,12 +269,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner.close()
 
     def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
-        deadline = _CURRENT.get()
-        if deadline is not None:
-            left = deadline.remaining()
-            if left <= 0:
-                raise httpcore.ConnectTimeout(deadline.describe())
-            timeout = left if timeout is None else min(timeout, left)
+        timeout = _bounded(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
@@ -286,21 +286,12 @@ class DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend):
         self._inner = inner
 
-    def _bounded(self, timeout: float | None) -> float | None:
-        deadline = _CURRENT.get()
-        if deadline is None:
-            return timeout
-        left = deadline.remaining()
-        if left <= 0:
-            raise httpcore.ConnectTimeout(deadline.describe())
-        return left if timeout is None else min(timeout, left)
-
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        stream = self._inner.connect_tcp(host, port, self._bounded(timeout), local_address, socket_options)
+        stream = self._inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options)
         return _DeadlineStream(stream)
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        return _DeadlineStream(self._inner.connect_unix_socket(path, self._bounded(timeout), socket_options))
+        return _DeadlineStream(self._inner.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
