@@ -42,6 +42,7 @@ _SEEN_KEY = "trial_events_snapshot"   # meta: the newest snapshot id the last pa
 _DAY_KEY = "trial_events_day"         # meta: the day of the last pass (date-dependent flags)
 _CONF_KEY = "trial_events_config"     # meta: the thresholds of the last pass
 _PENDING_KEY = "trial_events_pending"  # meta: trials with a disagreement not yet known (judged again next pass)
+_MARK_KEY = "trial_events_mark"       # meta: the newest snapshot and change ids right after the last pass
 
 
 @dataclass
@@ -86,6 +87,12 @@ def update_trials(
     today = today or date.fromisoformat(now[:10])
     thresholds = {**FLAG_DEFAULTS, **(flags or {})}
     result = TrialEventsResult()
+    same_day = store.get_meta(_DAY_KEY) == today.isoformat() and store.get_meta(_CONF_KEY) == dumps(thresholds)
+    if same_day and not loads(store.get_meta(_PENDING_KEY)) and store.get_meta(_MARK_KEY) == _mark(store):
+        # Nothing was written since the last pass (no snapshot, no change: a record that
+        # went missing or came back writes a change row) and the date-based flags were
+        # judged today: the pass would find what it found.  A quiet run stays cheap.
+        return result
     linkable = store.linkable_records()
     keys = link_records({m: {"secondary_ids": ids} for m, (_state, ids) in linkable.items()})
     known = store.trial_key_map()  # the records judged by an earlier pass
@@ -97,7 +104,6 @@ def update_trials(
 
     seen = int(store.get_meta(_SEEN_KEY) or 0)
     newest = store.max_snapshot_id()
-    same_day = store.get_meta(_DAY_KEY) == today.isoformat() and store.get_meta(_CONF_KEY) == dumps(thresholds)
     fresh = store.snapshot_members_since(seen)
     pending = set(loads(store.get_meta(_PENDING_KEY)) or ())
     to_judge = {
@@ -127,7 +133,15 @@ def update_trials(
     if not same_day:
         store.set_meta(_DAY_KEY, today.isoformat())
         store.set_meta(_CONF_KEY, dumps(thresholds))
+    mark = _mark(store)  # after this pass's own event rows
+    if store.get_meta(_MARK_KEY) != mark:
+        store.set_meta(_MARK_KEY, mark)
     return result
+
+
+def _mark(store: Store) -> str:
+    """What a pass can tell "nothing written since" by: the newest snapshot and change ids."""
+    return f"{store.max_snapshot_id()}:{store.max_ids()[0]}"
 
 
 def keys_of_pair(ident: tuple[str, str, str], keys: dict[Member, str]) -> str:
