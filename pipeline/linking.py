@@ -25,6 +25,7 @@ from pipeline.trial_ids import is_nct
 #: A EudraCT number standing alone (not the first part of a CTIS number, which has a 4th group).
 _EUDRACT = re.compile(r"(?<![\d-])(\d{4}-\d{6}-\d{2})(?![\d]|-\d)")
 _PUNCT = re.compile(r"[^0-9A-Z]")
+_DIGIT = re.compile(r"[0-9]")
 
 Member = tuple[str, str]  # (trial_id, source)
 
@@ -35,10 +36,11 @@ def id_keys(value: str) -> set[str]:
         return set()
     keys = set()
     plain = _PUNCT.sub("", value.upper())
-    if len(plain) >= 6 and any(c.isdigit() for c in plain):
+    if len(plain) >= 6 and _DIGIT.search(plain):
         keys.add(plain)
-    for match in _EUDRACT.finditer(value):
-        keys.add("EUDRACT" + match.group(1))
+    if "-" in value:  # (every relink reads every record's IDs: skip the search where it cannot match)
+        for match in _EUDRACT.finditer(value):
+            keys.add("EUDRACT" + match.group(1))
     return keys
 
 

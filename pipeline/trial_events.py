@@ -43,6 +43,7 @@ _DAY_KEY = "trial_events_day"         # meta: the day of the last pass (date-dep
 _CONF_KEY = "trial_events_config"     # meta: the thresholds of the last pass
 _PENDING_KEY = "trial_events_pending"  # meta: trials with a disagreement not yet known (judged again next pass)
 _MARK_KEY = "trial_events_mark"       # meta: the newest snapshot and change ids right after the last pass
+_BATCH = 500                          # trials whose versions are read in one go
 
 
 @dataclass
@@ -93,41 +94,38 @@ def update_trials(
         # went missing or came back writes a change row) and the date-based flags were
         # judged today: the pass would find what it found.  A quiet run stays cheap.
         return result
-    linkable = store.linkable_records()
-    keys = link_records({m: {"secondary_ids": ids} for m, (_state, ids) in linkable.items()})
-    known = store.trial_key_map()  # the records judged by an earlier pass
-    moved = store.save_trial_links(keys)
-    groups: dict[str, list[Member]] = {}
-    for member, key in keys.items():
-        groups.setdefault(key, []).append(member)
-    result.trials = len(groups)
-
+    moved, new_members = _relink(store)
     seen = int(store.get_meta(_SEEN_KEY) or 0)
     newest = store.max_snapshot_id()
-    fresh = store.snapshot_members_since(seen)
     pending = set(loads(store.get_meta(_PENDING_KEY)) or ())
-    to_judge = {
-        key for key, members in groups.items()
-        if not same_day or key in moved or key in pending or any(m in fresh for m in members)
-    }
+    if same_day:  # the trials with a new snapshot, new or relinked records, or a pending disagreement
+        fresh = store.snapshot_members_since(seen) | new_members
+        wanted = moved | pending | set(store.trial_keys_of(fresh).values())
+        groups = store.trial_groups(wanted) if wanted else {}
+    else:  # a new day (or new thresholds): the date-based flags of every trial are judged again
+        groups = store.trial_groups()
+    result.trials = len(groups)
+    key_of = {m: key for key, members in groups.items() for m, _ in members}
     current: dict[tuple[str, str, str], dict[str, Any]] = {}
     undecided: set[tuple[str, str, str]] = set()
     judged: set[str] = set()
-    for key in sorted(to_judge):
-        members = [m for m in groups[key] if linkable[m][0] == "present"]
-        snapshots = store.copy_versions(members)
-        versions = {m: build_versions(v) for m, v in snapshots.items()}
-        checked = {m: _checked(m[1], v) for m, v in snapshots.items()}
-        judged |= {f"{s}:{t}" for t, s in members}
-        result.judged += 1
-        _judge_trial(key, members, versions, checked, today, thresholds, current, undecided)
-    baseline = {f"{s}:{t}" for t, s in keys if (t, s) not in known}
+    ordered = sorted(groups)
+    for i in range(0, len(ordered), _BATCH):  # a batch's versions read at once, then let go
+        batch = {key: [m for m, state in groups[key] if state == "present"] for key in ordered[i : i + _BATCH]}
+        snapshots = store.copy_versions(m for members in batch.values() for m in members)
+        for key, members in batch.items():
+            versions = {m: build_versions(snapshots[m]) for m in members}
+            checked = {m: _checked(m[1], snapshots[m]) for m in members}
+            judged |= {f"{s}:{t}" for t, s in members}
+            result.judged += 1
+            _judge_trial(key, members, versions, checked, today, thresholds, current, undecided)
+    baseline = {f"{s}:{t}" for t, s in new_members}
     counts = store.save_trial_events(current, judged, run_id, now, baseline, undecided)
     result.raised, result.cleared, result.baseline = counts["raised"], counts["cleared"], counts["baseline"]
     if newest != seen:
         store.set_meta(_SEEN_KEY, str(newest))
-    still = sorted({current_key for current_key in pending if current_key not in to_judge}
-                   | {keys_of_pair(ident, keys) for ident in undecided})
+    # A pending key not judged now no longer exists (every pending key that does was judged).
+    still = sorted({keys_of_pair(ident, key_of) for ident in undecided})
     if still != sorted(pending):
         store.set_meta(_PENDING_KEY, dumps(still))
     if not same_day:
@@ -137,6 +135,39 @@ def update_trials(
     if store.get_meta(_MARK_KEY) != mark:
         store.set_meta(_MARK_KEY, mark)
     return result
+
+
+def _relink(store: Store) -> tuple[set[str], set[Member]]:
+    """Bring ``trial_links`` up to date; returns (the trial keys whose membership moved,
+    the records linked for the first time).
+
+    The links are a function of the records and their secondary IDs, so they are only
+    recomputed (:func:`link_records` over every record) when a record came or went, or
+    when a record with a new current snapshot names other IDs than it was linked by.
+    Otherwise the stored keys stand and only the touched rows' snapshot ids move: a run
+    that changed a few hundred records reads their IDs alone.
+    """
+    touched, gone = store.link_state(touched_only=True)
+    ids = store.secondary_ids_of(r.snapshot_id for r in touched.values())
+    new_ids = {m: ids.get(r.snapshot_id, "[]") for m, r in touched.items()}
+    new_members = {m for m, r in touched.items() if r.trial_key is None}
+    relink = bool(gone) or bool(new_members) or any(
+        r.link_ids is None or loads(r.link_ids) != loads(new_ids[m]) for m, r in touched.items()
+    )
+    if not relink:
+        if touched:
+            store.touch_trial_links({m: (r.snapshot_id, new_ids[m]) for m, r in touched.items()})
+        return set(), new_members
+    rows, gone = store.link_state()
+    unknown = [r.snapshot_id for m, r in rows.items() if m not in new_ids and r.linked_snapshot != r.snapshot_id]
+    if unknown:  # touched since the read above (cannot happen under the refresh lock; read them all the same)
+        ids = store.secondary_ids_of(unknown)
+        new_ids.update({m: ids.get(r.snapshot_id, "[]") for m, r in rows.items() if r.snapshot_id in set(unknown)})
+    inputs = {m: new_ids[m] if m in new_ids else r.link_ids for m, r in rows.items()}
+    keys = link_records({m: {"secondary_ids": loads(text) or []} for m, text in inputs.items()})
+    moved = store.save_trial_links(keys, {m: (r.snapshot_id, inputs[m]) for m, r in rows.items()}, gone)
+    new_members |= {m for m, r in rows.items() if r.trial_key is None}
+    return moved, new_members
 
 
 def _mark(store: Store) -> str:
@@ -164,7 +195,7 @@ def _judge_trial(
     undecided: set[tuple[str, str, str]],
 ) -> None:
     copies = []
-    for trial_id, source in members:
+    for trial_id, source in members if len(members) > 1 else ():  # one copy: nothing to compare
         vs = versions.get((trial_id, source)) or []
         if not vs:
             continue

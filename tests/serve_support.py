@@ -63,7 +63,9 @@ def build_database(path: Path) -> Path:
                  recruitment_status="recruiting", target_size=120)
     _save(store, run, EUDRACT, "who", None, eu, "new")
     store.save_watch_tags({"covid": (TRIAL,)})
-    keys = link_records({m: {"secondary_ids": ids} for m, (_state, ids) in store.linkable_records().items()})
+    rows, _gone = store.link_state()
+    ids = store.secondary_ids_of(r.snapshot_id for r in rows.values())
+    keys = link_records({m: {"secondary_ids": json.loads(ids[r.snapshot_id])} for m, r in rows.items()})
     store.save_trial_links(keys)
     refs = {f"{s}:{t}" for t, s in keys}
     store.save_trial_events({

@@ -1,7 +1,9 @@
 """One trial across registries: which records are linked, and the open discrepancies and flags.
 
 ``trial_links``  (trial_id, source) -> trial_key, replaced whole by :meth:`save_trial_links`
-               (only the rows that moved are written).
+               (only the rows that moved are written), with the snapshot and the
+               secondary IDs each record was linked by (a pass relinks only when
+               a record came, went or changed its IDs).
 ``trial_flags``  every discrepancy and integrity flag ever raised; ``cleared_at`` is NULL
                while it is open.  Raising or clearing one writes a ``changes`` row
                (``kind`` ``discrepancy`` or ``flag``, ``field`` = the compared field or the
@@ -12,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from pipeline.codec import dumps, loads
 from pipeline.store.base import StoreBase
@@ -21,43 +23,145 @@ from pipeline.store.trials import insert_changes
 Member = tuple[str, str]
 
 
+class LinkRow(NamedTuple):
+    """A record with a current snapshot, and how the last trial pass linked it."""
+
+    state: str
+    snapshot_id: int
+    linked_snapshot: int | None   # the current snapshot when it was linked (None: never, or before v9)
+    link_ids: str | None          # the secondary IDs it was linked by (JSON)
+    trial_key: str | None         # its trial (None: never linked)
+
+
 class LinksMixin(StoreBase):
     # -- reading the records -------------------------------------------------------------
 
-    def linkable_records(self) -> dict[Member, tuple[str, list[str]]]:
-        """(trial_id, source) -> (state, secondary IDs) of every trial with a current snapshot."""
-        out: dict[Member, tuple[str, list[str]]] = {}
-        rows = self.conn.execute(
-            "SELECT t.trial_id, t.source, t.state, json_extract(s.record, '$.secondary_ids')"
-            " FROM trials t JOIN snapshots s ON s.id = t.snapshot_id"
-        )
-        for trial_id, source, state, secondary in rows:
-            out[(trial_id, source)] = (state, loads(secondary) or [])
+    _LINK_SQL = (
+        "SELECT t.trial_id, t.source, t.state, t.snapshot_id, l.snapshot_id, l.link_ids, l.trial_key"
+        " FROM trials t LEFT JOIN trial_links l ON l.trial_id = t.trial_id AND l.source = t.source"
+        " WHERE t.snapshot_id IS NOT NULL"
+    )
+
+    def link_state(self, *, touched_only: bool = False) -> tuple[dict[Member, LinkRow], list[Member]]:
+        """Every record with a current snapshot and how it was last linked (with
+        ``touched_only``, just those never linked or linked by another snapshot than
+        their current one); and the linked records that no longer have a current
+        snapshot (their link rows are stale)."""
+        sql = self._LINK_SQL
+        if touched_only:
+            sql += " AND (l.trial_key IS NULL OR l.snapshot_id IS NOT t.snapshot_id)"
+        rows = {(r[0], r[1]): LinkRow(*r[2:]) for r in self.conn.execute(sql)}
+        gone = [
+            (t, s)
+            for t, s in self.conn.execute(
+                "SELECT l.trial_id, l.source FROM trial_links l LEFT JOIN trials t"
+                " ON t.trial_id = l.trial_id AND t.source = l.source WHERE t.snapshot_id IS NULL"
+            )
+        ]
+        return rows, gone
+
+    def touch_trial_links(self, linked: dict[Member, tuple[int, str]]) -> None:
+        """Record that these records, keys unchanged, were linked by (snapshot id, secondary IDs)."""
+        self._write(lambda: self.conn.executemany(
+            "UPDATE trial_links SET snapshot_id = ?, link_ids = ? WHERE trial_id = ? AND source = ?",
+            [(sid, ids, t, s) for (t, s), (sid, ids) in linked.items()],
+        ))
+
+    def trial_groups(self, keys: Iterable[str] | None = None) -> dict[str, list[tuple[Member, str]]]:
+        """trial key -> its records (by ID, then source) with their states; every trial
+        when ``keys`` is None."""
+        sql = ("SELECT l.trial_key, l.trial_id, l.source, t.state FROM trial_links l"
+               " JOIN trials t ON t.trial_id = l.trial_id AND t.source = l.source")
+        chunks: list[list[str] | None] = [None]
+        if keys is not None:
+            wanted = sorted(set(keys))
+            chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        out: dict[str, list[tuple[Member, str]]] = {}
+        for chunk in chunks:
+            where = f" WHERE l.trial_key IN ({','.join('?' * len(chunk))})" if chunk is not None else ""
+            for key, trial_id, source, state in self.conn.execute(
+                sql + where + " ORDER BY l.trial_key, l.trial_id, l.source", chunk or ()
+            ):
+                out.setdefault(key, []).append(((trial_id, source), state))
+        return out
+
+    def trial_keys_of(self, members: Iterable[Member]) -> dict[Member, str]:
+        """(trial_id, source) -> trial key, for those of ``members`` that are linked."""
+        wanted = set(members)
+        ids = sorted({t for t, _ in wanted})
+        out: dict[Member, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for t, s, k in self.conn.execute(
+                f"SELECT trial_id, source, trial_key FROM trial_links WHERE trial_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                if (t, s) in wanted:
+                    out[(t, s)] = k
+        return out
+
+    def secondary_ids_of(self, snapshot_ids: Iterable[int]) -> dict[int, str]:
+        """snapshot id -> its record's secondary IDs as JSON text ("[]" when it has none)."""
+        out: dict[int, str] = {}
+        ids = sorted(set(snapshot_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(self.conn.execute(
+                f"SELECT snapshot_id, secondary_ids FROM snapshot_facts WHERE snapshot_id IN ({marks})", chunk
+            ).fetchall())
+            missing = [sid for sid in chunk if sid not in out]  # stored before v9: read from the record
+            if missing:
+                out.update(self.conn.execute(
+                    "SELECT id, coalesce(json_extract(record, '$.secondary_ids'), '[]') FROM snapshots"
+                    f" WHERE id IN ({','.join('?' * len(missing))})", missing,
+                ).fetchall())
         return out
 
     def copy_versions(self, members: Iterable[Member]) -> dict[Member, list[dict[str, Any]]]:
-        """Each member's snapshots (record decoded), oldest first by id, the current one marked;
-        each also carries the run that last checked the trial (``checked_run``) and its current
-        snapshot's ``raw_format``."""
-        out: dict[Member, list[dict[str, Any]]] = {}
-        for trial_id, source in members:
-            current = self.conn.execute(
-                "SELECT t.snapshot_id, t.checked_run, s.raw_format FROM trials t"
-                " LEFT JOIN snapshots s ON s.id = t.snapshot_id WHERE t.trial_id = ? AND t.source = ?",
-                (trial_id, source),
-            ).fetchone()
+        """Each member's snapshots, oldest first by id, the current one marked; ``record`` is
+        the snapshot's facts (:mod:`pipeline.trial_facts`; the whole record for a snapshot
+        stored before v9).  Each also carries the run that last checked the trial
+        (``checked_run``) and its current snapshot's ``raw_format``.
+
+        Read from ``snapshot_facts``: a snapshot's own columns after its record and raw
+        payload would cost reading the whole row (see the schema)."""
+        wanted = list(dict.fromkeys(members))
+        out: dict[Member, list[dict[str, Any]]] = {m: [] for m in wanted}
+        ids = sorted({t for t, _ in wanted})
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            current = {
+                (r[0], r[1]): r[2:]
+                for r in self.conn.execute(
+                    "SELECT t.trial_id, t.source, t.snapshot_id, t.checked_run, CASE WHEN f.snapshot_id IS NOT NULL"
+                    " THEN f.raw_format ELSE (SELECT raw_format FROM snapshots WHERE id = t.snapshot_id) END"
+                    " FROM trials t LEFT JOIN snapshot_facts f ON f.snapshot_id = t.snapshot_id"
+                    f" WHERE t.trial_id IN ({marks})",
+                    chunk,
+                )
+            }
             rows = self.conn.execute(
-                "SELECT id, content_hash, record, fetched_at, registry_date, registry_version, backfilled, run_id"
-                " FROM snapshots WHERE trial_id = ? AND source = ? ORDER BY id",
-                (trial_id, source),
-            ).fetchall()
-            out[(trial_id, source)] = [
-                {"id": r[0], "content_hash": r[1], "record": loads(r[2]), "fetched_at": r[3], "registry_date": r[4],
-                 "registry_version": r[5], "backfilled": bool(r[6]), "current": current is not None and r[0] == current[0],
-                 "run_id": r[7], "checked_run": current[1] if current else None,
-                 "current_format": current[2] if current else None}
-                for r in rows
-            ]
+                "SELECT s.trial_id, s.source, s.id, s.content_hash, coalesce(f.facts, s.record), coalesce(f.fetched_at, s.fetched_at),"
+                " CASE WHEN f.snapshot_id IS NOT NULL THEN f.registry_date ELSE s.registry_date END,"
+                " coalesce(f.backfilled, s.backfilled),"
+                " CASE WHEN f.snapshot_id IS NOT NULL THEN f.run_id ELSE s.run_id END"
+                " FROM snapshots s LEFT JOIN snapshot_facts f ON f.snapshot_id = s.id"
+                f" WHERE s.trial_id IN ({marks}) ORDER BY s.id",
+                chunk,
+            )
+            for r in rows:
+                versions = out.get((r[0], r[1]))
+                if versions is None:
+                    continue  # the other registry's record of the same ID, not asked for
+                cur = current.get((r[0], r[1]))
+                versions.append(
+                    {"id": r[2], "content_hash": r[3], "record": loads(r[4]), "fetched_at": r[5],
+                     "registry_date": r[6], "backfilled": bool(r[7]),
+                     "current": cur is not None and r[2] == cur[0], "run_id": r[8],
+                     "checked_run": cur[1] if cur else None, "current_format": cur[2] if cur else None}
+                )
         return out
 
     def max_snapshot_id(self) -> int:
@@ -74,25 +178,38 @@ class LinksMixin(StoreBase):
 
     # -- links ----------------------------------------------------------------------------------
 
-    def save_trial_links(self, keys: dict[Member, str]) -> set[str]:
-        """Make ``trial_links`` say ``keys``; returns the trial keys whose membership moved."""
+    def save_trial_links(self, keys: dict[Member, str], linked: dict[Member, tuple[int, str]] | None = None,
+                         gone: Iterable[Member] = ()) -> set[str]:
+        """Make ``trial_links`` say ``keys``, each row with the (snapshot id, secondary IDs)
+        it was linked by (``linked``; without it, unknown: the next pass links them
+        again); drop the ``gone`` records' rows and any not in ``keys``.  Only rows that
+        moved are written.  Returns the trial keys whose membership moved."""
+        linked = linked or {}
+        gone = set(gone)
 
         def write() -> set[str]:
-            old = {(t, s): k for t, s, k in self.conn.execute("SELECT trial_id, source, trial_key FROM trial_links")}
+            old = {(t, s): (k, sid, ids) for t, s, k, sid, ids in self.conn.execute(
+                "SELECT trial_id, source, trial_key, snapshot_id, link_ids FROM trial_links")}
             moved: set[str] = set()
-            gone = [m for m in old if m not in keys]
-            for m in gone:
-                moved.add(old[m])
-            self.conn.executemany("DELETE FROM trial_links WHERE trial_id = ? AND source = ?", gone)
-            changed = [(m[0], m[1], k) for m, k in keys.items() if old.get(m) != k]
-            for t, s, k in changed:
-                moved.add(k)
-                if (t, s) in old:
-                    moved.add(old[(t, s)])
+            gone_rows = [m for m in old if m in gone or m not in keys]
+            for m in gone_rows:
+                moved.add(old[m][0])
+            self.conn.executemany("DELETE FROM trial_links WHERE trial_id = ? AND source = ?", gone_rows)
+            rows = []
+            for m, k in keys.items():
+                was = old.get(m)
+                sid, ids = linked.get(m, (None, None))
+                if was is None or was[0] != k:
+                    moved.add(k)
+                    if was is not None:
+                        moved.add(was[0])
+                if was != (k, sid, ids):
+                    rows.append((m[0], m[1], k, sid, ids))
             self.conn.executemany(
-                "INSERT INTO trial_links (trial_id, source, trial_key) VALUES (?, ?, ?)"
-                " ON CONFLICT(trial_id, source) DO UPDATE SET trial_key = excluded.trial_key",
-                changed,
+                "INSERT INTO trial_links (trial_id, source, trial_key, snapshot_id, link_ids) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(trial_id, source) DO UPDATE SET trial_key = excluded.trial_key,"
+                " snapshot_id = excluded.snapshot_id, link_ids = excluded.link_ids",
+                rows,
             )
             return moved
 
@@ -143,6 +260,7 @@ class LinksMixin(StoreBase):
 
         def write() -> dict[str, int]:
             counts = {"raised": 0, "cleared": 0, "baseline": 0}
+            opened: list[tuple[Any, ...]] = []
             open_rows = {
                 (kind, subject, copies): (fid, key, detail)
                 for fid, key, kind, subject, copies, detail in self.conn.execute(
@@ -165,11 +283,12 @@ class LinksMixin(StoreBase):
                     change_id = self._log_event(copies, item["detail"].get("significance", "other"), kind, subject,
                                                 None, item["detail"], run_id, now)
                     counts["raised"] += 1
-                self.conn.execute(
-                    "INSERT INTO trial_flags (trial_key, kind, subject, copies, detail, raised_at, raised_change)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (item["trial_key"], kind, subject, copies, detail_json, now, change_id),
-                )
+                opened.append((item["trial_key"], kind, subject, copies, detail_json, now, change_id))
+            self.conn.executemany(
+                "INSERT INTO trial_flags (trial_key, kind, subject, copies, detail, raised_at, raised_change)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                opened,
+            )
             for ident, (fid, key, old_detail) in open_rows.items():
                 if ident in current or ident in undecided or not set(ident[2].split()) <= judged:
                     continue

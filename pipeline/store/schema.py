@@ -19,7 +19,7 @@ import sqlite3
 
 from pipeline.store.views import VIEWS_AND_TAGS
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS trial_links (
     trial_id TEXT NOT NULL,
     source TEXT NOT NULL,
     trial_key TEXT NOT NULL,                      -- the trial: an NCT ID of one of its records, else its smallest ID
+    snapshot_id INTEGER,                          -- v9: the record's current snapshot when it was linked
+    link_ids TEXT,                                -- v9: the secondary IDs it was linked by (JSON), from that snapshot
     PRIMARY KEY (trial_id, source)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trial_links_key ON trial_links (trial_key);
@@ -58,6 +60,23 @@ CREATE TABLE IF NOT EXISTS trial_flags (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS trial_flags_open ON trial_flags (kind, subject, copies) WHERE cleared_at IS NULL;
 CREATE INDEX IF NOT EXISTS trial_flags_key ON trial_flags (trial_key);
+
+-- v9: a snapshot as the trial pass reads it (pipeline.trial_events), written with the
+-- snapshot.  facts: what the trial rules read of its record (pipeline.trial_facts), a
+-- tenth of its size.  secondary_ids: what links it to other records.  The snapshot's
+-- own columns the pass needs are repeated here (snapshots never change): they come
+-- after the record and the raw payload in a snapshots row, and reading them there
+-- reads the whole row.  A snapshot written before v9 has no row (the pass reads it).
+CREATE TABLE IF NOT EXISTS snapshot_facts (
+    snapshot_id INTEGER PRIMARY KEY REFERENCES snapshots (id),
+    raw_format TEXT,
+    fetched_at TEXT NOT NULL,
+    registry_date TEXT,
+    backfilled INTEGER NOT NULL DEFAULT 0,
+    run_id INTEGER,
+    secondary_ids TEXT NOT NULL,                  -- JSON list
+    facts TEXT NOT NULL                           -- JSON
+);
 """
 
 SCHEMA = """

@@ -18,6 +18,7 @@ from pipeline.codec import compress, decode_change, decompress, dumps, loads
 from pipeline.plan import TrialState, Update
 from pipeline.store.base import StoreBase
 from pipeline.store.search import search_texts
+from pipeline.trial_facts import facts_of
 
 #: How a column of an existing ``trials`` row moves (default: it takes the new value).
 _ON_CONFLICT = {
@@ -69,16 +70,29 @@ def insert_snapshot(
 ) -> int | None:
     """Write one snapshot row; its id (None when ``or_ignore`` and that version exists).
 
+    Its ``snapshot_facts`` row is written with it (:func:`pipeline.trial_facts.facts_of`
+    the record, the secondary IDs apart): the trial pass reads that, not the record.
+
     ``raw_zlib``: the raw payload already compressed (then ``raw`` is not used).
     """
     cur = conn.execute(
         f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO snapshots (trial_id, source, content_hash, record, raw,"
         " raw_format, parser_version, fetched_at, registry_date, registry_version, backfilled, run_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (trial_id, source, content_hash, dumps(record), compress(raw) if raw_zlib is None else raw_zlib, raw_format, parser_version, fetched_at,
-         registry_date, registry_version, int(backfilled), run_id),
+        (trial_id, source, content_hash, dumps(record), compress(raw) if raw_zlib is None else raw_zlib, raw_format,
+         parser_version, fetched_at, registry_date, registry_version, int(backfilled), run_id),
     )
-    return int(cur.lastrowid) if cur.rowcount else None
+    if not cur.rowcount:
+        return None
+    snapshot_id = int(cur.lastrowid)
+    facts = facts_of(record)
+    conn.execute(
+        "INSERT INTO snapshot_facts (snapshot_id, raw_format, fetched_at, registry_date, backfilled, run_id,"
+        " secondary_ids, facts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (snapshot_id, raw_format, fetched_at, registry_date, int(backfilled), run_id,
+         dumps(facts.pop("secondary_ids", None) or []), dumps(facts)),
+    )
+    return snapshot_id
 
 
 def insert_changes(

@@ -130,3 +130,42 @@ def test_python_equal_values_inside_lists_are_a_change_too():
     a, b = rec(conditions=[0]), rec(conditions=[False])
     assert [c["field"] for c in diff_records(a, b)] == ["conditions"]
     assert content_hash(a) != content_hash(b)
+
+
+# -- the hash's folding of text lists (a fast path in C for clean ASCII lists) -----------
+
+#: Characters that make a string unfolded one way or another: every kind of whitespace
+#: str.split() knows (ASCII and not), controls it does not split on, non-ASCII letters.
+_TEXT = st.text(alphabet=st.sampled_from(list("ab `,") + [" ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x01",
+                                                         "\x7f", "\x85", "\xa0", "\u2028", "\u3000", "é"]),
+                max_size=12)
+
+
+def _folded_by_hand(items):
+    """What canonical() promises for a list of text: each folded, empties dropped, sorted."""
+    folded = sorted(t for t in (" ".join(v.split()) for v in items) if t)
+    return folded or None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_TEXT, max_size=6))
+def test_a_text_list_is_folded_sorted_and_cleared_of_empties_whatever_its_characters(items):
+    from pipeline.diff import canonical
+
+    assert canonical(items) == _folded_by_hand(items)
+
+
+@pytest.mark.parametrize("items,expected", [
+    (["b", "a"], ["a", "b"]),
+    (["a ", "b"], ["a", "b"]),
+    (["a", ""], ["a"]),
+    (["a  b"], ["a b"]),
+    (["a\tb", "c"], ["a b", "c"]),
+    (["x\x1fy"], ["x y"]),
+    (["caf\xe9  au lait"], ["caf\xe9 au lait"]),
+    (["", " "], None),
+])
+def test_text_list_folding_examples(items, expected):
+    from pipeline.diff import canonical
+
+    assert canonical(items) == expected

@@ -1,0 +1,179 @@
+"""The trial pass after a run is incremental: links move only when a record's IDs do,
+the records' facts stand in for them, and a database from before either kept them is
+linked and judged in full once.  A real SQLite file throughout."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from pipeline.diff import content_hash, diff_records
+from pipeline.plan import Update
+from pipeline.record import empty_record
+from pipeline.store import Store
+from pipeline.trial_events import update_trials
+from pipeline.trial_facts import facts_of
+
+NCT = "NCT04280705"
+EUCTR = "EUCTR2020-001052-18-DE"
+NOW = "2026-11-30T10:00:00Z"
+
+
+def record(trial_id, source, **fields):
+    r = empty_record(trial_id, source, "ClinicalTrials.gov" if source == "ctgov" else "WHO ICTRP")
+    r.update(fields)
+    return r
+
+
+def save(store, run, new, old=None):
+    store.save_update(Update(new["trial_id"], new["source"], "changed" if old else "new", record=new,
+                             content_hash=content_hash(new), raw=json.dumps(new).encode(), raw_format="json",
+                             new_snapshot=True, changes=diff_records(old, new) if old else []), run)
+
+
+def links(store):
+    return dict(store.conn.execute("SELECT trial_id || ' ' || source, trial_key FROM trial_links").fetchall())
+
+
+def stale_link_rows(store):
+    """Link rows not made from their record's current snapshot (none after a pass)."""
+    return store.conn.execute(
+        "SELECT count(*) FROM trial_links l JOIN trials t USING (trial_id, source)"
+        " WHERE l.snapshot_id IS NOT t.snapshot_id OR l.link_ids IS NULL"
+    ).fetchone()[0]
+
+
+def test_links_follow_the_secondary_ids_as_records_change(tmp_path):
+    with Store(tmp_path / "t.db") as store:
+        run = store.start_run(["ctgov", "who"], "test")
+        a = record(NCT, "ctgov", public_title="A", recruitment_status="recruiting", secondary_ids=["ORG-1"])
+        eu = record(EUCTR, "who", public_title="A (EU)", recruitment_status="recruiting")
+        save(store, run, a)
+        save(store, run, eu)
+        update_trials(store, run_id=run, now=NOW)
+        assert links(store) == {f"{NCT} ctgov": NCT, f"{EUCTR} who": EUCTR}
+        assert stale_link_rows(store) == 0
+
+        # The ClinicalTrials.gov record starts naming the EudraCT number: one trial now.
+        b = {**a, "secondary_ids": ["ORG-1", "2020-001052-18"]}
+        save(store, run, b, a)
+        update_trials(store, run_id=run, now=NOW)
+        assert links(store) == {f"{NCT} ctgov": NCT, f"{EUCTR} who": NCT}
+        assert stale_link_rows(store) == 0
+
+        # A change that leaves the IDs alone keeps the links (only the snapshot moves).
+        c = {**b, "public_title": "A, renamed"}
+        save(store, run, c, b)
+        update_trials(store, run_id=run, now=NOW)
+        assert links(store) == {f"{NCT} ctgov": NCT, f"{EUCTR} who": NCT}
+        assert stale_link_rows(store) == 0
+
+        # The number is dropped again: two trials.
+        d = {**c, "secondary_ids": ["ORG-1"]}
+        save(store, run, d, c)
+        update_trials(store, run_id=run, now=NOW)
+        assert links(store) == {f"{NCT} ctgov": NCT, f"{EUCTR} who": EUCTR}
+        assert stale_link_rows(store) == 0
+
+
+def test_a_discrepancy_is_raised_when_two_records_become_one_trial(tmp_path):
+    """Linking by a changed secondary ID judges the joined trial in the same pass."""
+    with Store(tmp_path / "t.db") as store:
+        run = store.start_run(["ctgov", "who"], "test")
+        a = record(NCT, "ctgov", recruitment_status="recruiting", target_size=100, secondary_ids=[])
+        eu = record(EUCTR, "who", recruitment_status="recruiting", target_size=300)
+        save(store, run, a)
+        save(store, run, eu)
+        update_trials(store, run_id=run, now=NOW)
+        assert store.trial_flags(kind="discrepancy") == []
+        save(store, run, {**a, "secondary_ids": ["2020-001052-18"]}, a)
+        update_trials(store, run_id=run, now=NOW)
+        (flag,) = store.trial_flags(kind="discrepancy")
+        assert flag["subject"] == "target_size" and flag["trial_key"] == NCT
+
+
+def test_a_snapshot_keeps_the_facts_the_rules_read_and_the_rules_read_them_alike(tmp_path, fixtures_dir):
+    from pipeline.integrity import Version, flags_of
+    from datetime import date
+
+    from pipeline.sources.ctgov.parse import normalize_study
+
+    studies = sorted((fixtures_dir / "ctgov" / "v2").glob("NCT*.json"))
+    checked = 0
+    with Store(tmp_path / "t.db") as store:
+        run = store.start_run(["ctgov"], "test")
+        for path in studies:
+            try:
+                rec = normalize_study(json.loads(path.read_text()))
+            except Exception:
+                continue  # a list page or the history, not a study
+            save(store, run, rec)
+            stored = store.conn.execute(
+                "SELECT f.facts, f.secondary_ids FROM snapshot_facts f JOIN trials t ON t.snapshot_id = f.snapshot_id"
+                " WHERE t.trial_id = ?", (rec["trial_id"],)).fetchone()
+            facts = json.loads(stored[0])
+            assert json.loads(stored[1]) == rec["secondary_ids"]
+            assert len(stored[0]) < len(json.dumps(rec)) / 2
+            assert facts == {k: v for k, v in facts_of(rec).items() if k != "secondary_ids"}
+            for today in (date(2021, 1, 1), date(2026, 11, 30)):
+                whole = flags_of([Version("v1", None, rec)], today, {}, results_due=True)
+                cut = flags_of([Version("v1", None, facts)], today, {}, results_due=True)
+                assert cut == whole
+            checked += 1
+    assert checked >= 10
+
+
+def test_a_database_from_before_the_facts_is_linked_and_judged_in_full_once(tmp_path):
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        run = store.start_run(["ctgov", "who"], "test")
+        save(store, run, record(NCT, "ctgov", recruitment_status="recruiting", target_size=100,
+                                secondary_ids=["2020-001052-18"]))
+        save(store, run, record(EUCTR, "who", recruitment_status="recruiting", target_size=300))
+    conn = sqlite3.connect(db)  # as v8 left it: no facts, links without their snapshot and IDs
+    conn.execute("DELETE FROM snapshot_facts")
+    conn.execute("INSERT INTO trial_links (trial_id, source, trial_key) VALUES (?, 'ctgov', ?)", (NCT, NCT))
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        result = update_trials(store, now=NOW)
+        assert links(store) == {f"{NCT} ctgov": NCT, f"{EUCTR} who": NCT}
+        assert stale_link_rows(store) == 0
+        assert result.judged == 1
+        (flag,) = store.trial_flags(kind="discrepancy")
+        assert flag["subject"] == "target_size"
+
+
+def test_outcome_switching_reads_the_same_from_facts_as_from_records(fixtures_dir):
+    """Every kind of switch, on real records of both registries, found alike in the facts."""
+    from datetime import date
+
+    from pipeline.integrity import Version, flags_of
+    from pipeline.sources import SOURCES
+    from pipeline.sources.who.export import detect_export_format, iter_export_rows
+
+    ct = SOURCES["ctgov"].extract((fixtures_dir / "ctgov/v2/NCT03630471.json").read_bytes(), None)
+    data = (fixtures_dir / "who/xml/ICTRP-Results_export_2024-06-09_95trials.xml").read_bytes()
+    who = [r for r, _raw, _f in iter_export_rows(data, detect_export_format(data)) if r.get("primary_outcomes")][:5]
+    found = 0
+    for rec in [ct, *who]:
+        first = {**rec, "date_first_enrolment": "2020-01-01"}
+        primary = list(first.get("primary_outcomes_detail") or [])
+        secondary = list(first.get("secondary_outcomes_detail") or [])
+        edits = [
+            {"primary_outcomes": first["primary_outcomes"] + ["A new primary outcome [Time Frame: Day 5]"]},
+            {"primary_outcomes": first["primary_outcomes"][1:] or ["Something else entirely"]},
+        ]
+        if primary:
+            moved = [{**primary[0], "time_frame": "Day 99"}] + primary[1:]
+            edits.append({"primary_outcomes_detail": moved})
+            edits.append({"primary_outcomes_detail": primary[1:] or [{"measure": "Other", "time_frame": "Day 1"}],
+                          "secondary_outcomes_detail": secondary + primary[:1]})
+        for edit in edits:
+            later = {**first, **edit}
+            whole = [Version("v1", "2020-02-01", first), Version("v2", "2020-03-01", later)]
+            cut = [Version(v.label, v.date, facts_of(v.record)) for v in whole]
+            expected = flags_of(whole, date(2026, 11, 30), {}, results_due=True)
+            assert flags_of(cut, date(2026, 11, 30), {}, results_due=True) == expected
+            found += "outcome_switching" in expected
+    assert found >= 8
