@@ -381,6 +381,15 @@ def orchestrate(args) -> None:
                 results[name] = fn()
             events = sim.advance(1)
             print(f"simulator advanced one day: {len(events)} events", file=sys.stderr)
+            # Warm the simulator for row 3 as for the others: the same refresh on a copy
+            # of the database (not measured) asks for the same window pages first.
+            warm = work / "warm"
+            warm.mkdir()
+            for suffix in ("", "-wal"):
+                if (work / f"tw.db{suffix}").exists():
+                    shutil.copy(work / f"tw.db{suffix}", warm / f"tw.db{suffix}")
+            measure(scenario_cmd("refresh", sim.base, warm, source="ctgov"), sim=sim)
+            shutil.rmtree(warm, ignore_errors=True)
             name = "3. ctgov refresh, 2% changed"
             print(f"running {name} ...", file=sys.stderr)
             results[name] = run("refresh", source="ctgov")
