@@ -44,6 +44,10 @@ COMPANION_FIELDS = {
 }
 
 
+#: Every ASCII character ``str.split()`` splits on, mapped to the space.
+_WS_TO_SPACE = bytes.maketrans(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", b" " * 9)
+
+
 def _norm_text(value: str) -> str:
     # Fast path (the hash folds every string of every record): a printable string
     # has no whitespace but the ASCII space (every other character str.split()
@@ -51,6 +55,11 @@ def _norm_text(value: str) -> str:
     # or trailing spaces it is already folded.
     if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
         return value
+    if value.isascii():  # descriptions, criteria: fold in C passes rather than a word object each
+        data = value.encode("ascii").translate(_WS_TO_SPACE)
+        while b"  " in data:
+            data = data.replace(b"  ", b" ")
+        return data.strip(b" ").decode("ascii")
     return " ".join(value.split())
 
 

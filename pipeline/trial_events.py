@@ -120,7 +120,8 @@ def update_trials(
             result.judged += 1
             _judge_trial(key, members, versions, checked, today, thresholds, current, undecided)
     baseline = {f"{s}:{t}" for t, s in new_members}
-    counts = store.save_trial_events(current, judged, run_id, now, baseline, undecided)
+    counts = store.save_trial_events(current, judged, run_id, now, baseline, undecided,
+                                     keys=(set(groups) | moved) if same_day else None)
     result.raised, result.cleared, result.baseline = counts["raised"], counts["cleared"], counts["baseline"]
     if newest != seen:
         store.set_meta(_SEEN_KEY, str(newest))

@@ -245,6 +245,7 @@ class LinksMixin(StoreBase):
         now: str,
         baseline: set[str] = frozenset(),  # type: ignore[assignment]
         undecided: set[tuple[str, str, str]] = frozenset(),  # type: ignore[assignment]
+        keys: Iterable[str] | None = None,
     ) -> dict[str, int]:
         """Bring ``trial_flags`` to ``current`` and log what was raised and cleared (one transaction).
 
@@ -255,21 +256,33 @@ class LinksMixin(StoreBase):
         One whose copies are all in ``baseline`` (seen for the first time) is opened
         without an event: a first sighting is a state, not a change.  An open row in
         ``undecided`` (a disagreement whose copies were not all checked since it moved) is
-        left as it is.
+        left as it is.  ``keys``: the trials judged and any whose records moved (the
+        open rows of the others are not read; None: every trial was judged).
         """
 
         def write() -> dict[str, int]:
             counts = {"raised": 0, "cleared": 0, "baseline": 0}
             opened: list[tuple[Any, ...]] = []
-            open_rows = {
-                (kind, subject, copies): (fid, key, detail)
-                for fid, key, kind, subject, copies, detail in self.conn.execute(
-                    "SELECT id, trial_key, kind, subject, copies, detail FROM trial_flags WHERE cleared_at IS NULL"
-                )
-            }
+            sql = "SELECT id, trial_key, kind, subject, copies, detail FROM trial_flags WHERE cleared_at IS NULL"
+            open_rows: dict[tuple[str, str, str], tuple[int, str, str]] = {}
+            chunks: list[list[str] | None] = [None]
+            if keys is not None:
+                wanted = sorted(set(keys))
+                chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+            for chunk in chunks:
+                where = "" if chunk is None else f" AND trial_key IN ({','.join('?' * len(chunk))})"
+                for fid, key, kind, subject, copies, detail in self.conn.execute(sql + where, chunk or ()):
+                    open_rows[(kind, subject, copies)] = (fid, key, detail)
             for ident, item in current.items():
                 kind, subject, copies = ident
                 detail_json = dumps(item["detail"])
+                if ident not in open_rows and keys is not None:
+                    # open under a trial key not asked for (cannot happen: a key that moved is asked for)
+                    row = self.conn.execute(
+                        "SELECT id, trial_key, detail FROM trial_flags WHERE cleared_at IS NULL AND kind = ?"
+                        " AND subject = ? AND copies = ?", ident).fetchone()
+                    if row is not None:
+                        open_rows[ident] = tuple(row)  # type: ignore[assignment]
                 if ident in open_rows:
                     fid, key, old_detail = open_rows[ident]
                     if key != item["trial_key"] or old_detail != detail_json:

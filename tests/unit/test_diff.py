@@ -169,3 +169,11 @@ def test_text_list_folding_examples(items, expected):
     from pipeline.diff import canonical
 
     assert canonical(items) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TEXT)
+def test_a_string_is_folded_like_split_and_join_whatever_its_characters(text):
+    from pipeline.diff import canonical
+
+    assert canonical(text) == (" ".join(text.split()) or None)
