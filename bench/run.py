@@ -70,7 +70,7 @@ def db_bytes(db: Path) -> int:
 
 
 def checkpoint(store) -> None:
-    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.checkpoint()
 
 
 def scenario_refresh(args) -> dict:
