@@ -25,6 +25,7 @@ compared at the coarser precision when two dates are compared.
 from __future__ import annotations
 
 import calendar
+import functools
 import difflib
 import re
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Version:
     run_id: int | None = None  # the run that stored it
 
 
+@functools.lru_cache(maxsize=4096)  # the same few thousand dates, read for every trial of a pass
 def end_of(value: str | None) -> date | None:
     """The last day a partial ISO date may mean ("2020-06" -> 2020-06-30); None if not a date."""
     if not isinstance(value, str):

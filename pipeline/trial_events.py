@@ -159,7 +159,7 @@ def _relink(store: Store) -> tuple[set[str], set[Member]]:
         if touched:
             store.touch_trial_links({m: (r.snapshot_id, new_ids[m]) for m, r in touched.items()})
         return set(), new_members
-    rows, gone = store.link_state()
+    rows, gone = (touched, gone) if len(touched) == store.linkable_count() else store.link_state()
     unknown = [r.snapshot_id for m, r in rows.items() if m not in new_ids and r.linked_snapshot != r.snapshot_id]
     if unknown:  # touched since the read above (cannot happen under the refresh lock; read them all the same)
         ids = store.secondary_ids_of(unknown)

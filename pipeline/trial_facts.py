@@ -9,10 +9,11 @@ outcome measures.  So each snapshot also stores :func:`facts_of` its record, abo
 tenth of its size, and the pass reads that (a snapshot written before the column
 existed has none; the pass reads its record instead, which the rules read the same).
 
-The projection keeps every field but the bulky free text listed in :data:`BULKY`
-(so a registry's own small fields, such as its last-updated field, are kept without
-this module knowing them), and cuts the outcome details down to what
-:mod:`pipeline.integrity` compares: each outcome's measure and time frame.
+The projection keeps the fields the rules read (:data:`FACT_FIELDS`) and every date
+(``date_*``, ``last_*``, ``*_date``: so a registry's own last-updated field is kept
+without this module knowing it), and cuts the outcome details down to what
+:mod:`pipeline.integrity` compares: each outcome's measure and time frame.  The
+secondary IDs are stored beside the facts, for linking.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from typing import Any
 
 from pipeline.record import Record
 
-#: Fields no trial rule reads, and most of a record's size.
-BULKY: frozenset[str] = frozenset({
-    "detailed_description", "brief_summary", "locations", "arm_groups", "inclusion_criteria",
-    "exclusion_criteria", "other_outcomes", "overall_officials", "central_contacts", "study_design",
-    "ipd_sharing", "scientific_title", "keywords", "conditions", "interventions", "countries", "url",
+#: The fields the trial rules read (pipeline.integrity, pipeline.crosscheck), besides
+#: every date (:func:`_is_date_field`: a registry's own last-updated field among them).
+FACT_FIELDS: frozenset[str] = frozenset({
+    "recruitment_status", "target_size", "primary_sponsor", "results_posted",
+    "primary_outcomes", "primary_outcomes_detail", "secondary_outcomes", "secondary_outcomes_detail",
 })
+
+
+def _is_date_field(name: str) -> bool:
+    return name.startswith(("date_", "last_")) or name.endswith("_date")
 
 
 def _outcome_measures(detail: Any, *, time_frame: bool) -> list[dict[str, Any]]:
@@ -42,7 +47,7 @@ def _outcome_measures(detail: Any, *, time_frame: bool) -> list[dict[str, Any]]:
 
 def facts_of(record: Record) -> dict[str, Any]:
     """The record without its bulky text; outcome details cut to measure and time frame."""
-    out = {k: v for k, v in record.items() if k not in BULKY}
+    out = {k: v for k, v in record.items() if v is not None and (k in FACT_FIELDS or _is_date_field(k))}
     if record.get("primary_outcomes_detail"):
         out["primary_outcomes_detail"] = _outcome_measures(record["primary_outcomes_detail"], time_frame=True)
     if record.get("secondary_outcomes_detail"):

@@ -60,6 +60,10 @@ class LinksMixin(StoreBase):
         ]
         return rows, gone
 
+    def linkable_count(self) -> int:
+        """How many records have a current snapshot."""
+        return int(self.conn.execute("SELECT count(*) FROM trials WHERE snapshot_id IS NOT NULL").fetchone()[0])
+
     def touch_trial_links(self, linked: dict[Member, tuple[int, str]]) -> None:
         """Record that these records, keys unchanged, were linked by (snapshot id, secondary IDs)."""
         self._write(lambda: self.conn.executemany(
@@ -128,40 +132,37 @@ class LinksMixin(StoreBase):
         payload would cost reading the whole row (see the schema)."""
         wanted = list(dict.fromkeys(members))
         out: dict[Member, list[dict[str, Any]]] = {m: [] for m in wanted}
+        current: dict[Member, tuple[Any, Any]] = {}
         ids = sorted({t for t, _ in wanted})
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            current = {
-                (r[0], r[1]): r[2:]
-                for r in self.conn.execute(
-                    "SELECT t.trial_id, t.source, t.snapshot_id, t.checked_run, CASE WHEN f.snapshot_id IS NOT NULL"
-                    " THEN f.raw_format ELSE (SELECT raw_format FROM snapshots WHERE id = t.snapshot_id) END"
-                    " FROM trials t LEFT JOIN snapshot_facts f ON f.snapshot_id = t.snapshot_id"
-                    f" WHERE t.trial_id IN ({marks})",
-                    chunk,
-                )
-            }
             rows = self.conn.execute(
-                "SELECT s.trial_id, s.source, s.id, s.content_hash, coalesce(f.facts, s.record), coalesce(f.fetched_at, s.fetched_at),"
+                "SELECT s.trial_id, s.source, s.id, s.content_hash, coalesce(f.facts, s.record),"
+                " coalesce(f.fetched_at, s.fetched_at),"
                 " CASE WHEN f.snapshot_id IS NOT NULL THEN f.registry_date ELSE s.registry_date END,"
                 " coalesce(f.backfilled, s.backfilled),"
-                " CASE WHEN f.snapshot_id IS NOT NULL THEN f.run_id ELSE s.run_id END"
-                " FROM snapshots s LEFT JOIN snapshot_facts f ON f.snapshot_id = s.id"
-                f" WHERE s.trial_id IN ({marks}) ORDER BY s.id",
+                " CASE WHEN f.snapshot_id IS NOT NULL THEN f.run_id ELSE s.run_id END,"
+                " t.snapshot_id = s.id, t.checked_run,"
+                " CASE WHEN t.snapshot_id != s.id THEN NULL WHEN f.snapshot_id IS NOT NULL THEN f.raw_format"
+                " ELSE s.raw_format END"
+                " FROM snapshots s JOIN trials t ON t.trial_id = s.trial_id AND t.source = s.source"
+                " LEFT JOIN snapshot_facts f ON f.snapshot_id = s.id"
+                f" WHERE s.trial_id IN ({','.join('?' * len(chunk))}) ORDER BY s.id",
                 chunk,
             )
-            for r in rows:
-                versions = out.get((r[0], r[1]))
+            for trial_id, source, sid, chash, facts, fetched, rdate, backfilled, run_id, is_current, checked, fmt in rows:
+                versions = out.get((trial_id, source))
                 if versions is None:
                     continue  # the other registry's record of the same ID, not asked for
-                cur = current.get((r[0], r[1]))
-                versions.append(
-                    {"id": r[2], "content_hash": r[3], "record": loads(r[4]), "fetched_at": r[5],
-                     "registry_date": r[6], "backfilled": bool(r[7]),
-                     "current": cur is not None and r[2] == cur[0], "run_id": r[8],
-                     "checked_run": cur[1] if cur else None, "current_format": cur[2] if cur else None}
-                )
+                if is_current:
+                    current[(trial_id, source)] = (checked, fmt)
+                versions.append({"id": sid, "content_hash": chash, "record": loads(facts), "fetched_at": fetched,
+                                 "registry_date": rdate, "backfilled": bool(backfilled), "current": bool(is_current),
+                                 "run_id": run_id})
+        for member, versions in out.items():
+            checked, fmt = current.get(member, (None, None))
+            for v in versions:
+                v["checked_run"], v["current_format"] = checked, fmt
         return out
 
     def max_snapshot_id(self) -> int:

@@ -90,7 +90,7 @@ def insert_snapshot(
         "INSERT INTO snapshot_facts (snapshot_id, raw_format, fetched_at, registry_date, backfilled, run_id,"
         " secondary_ids, facts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (snapshot_id, raw_format, fetched_at, registry_date, int(backfilled), run_id,
-         dumps(facts.pop("secondary_ids", None) or []), dumps(facts)),
+         dumps(record.get("secondary_ids") or []), dumps(facts)),
     )
     return snapshot_id
 
