@@ -89,6 +89,7 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+@functools.lru_cache(maxsize=8192)
 def months_past(value: str | None, today: date, months: int) -> bool | None:
     """Whether ``value`` (read as its last possible day) is more than ``months`` before ``today``."""
     day = end_of(value)

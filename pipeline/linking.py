@@ -34,6 +34,8 @@ def id_keys(value: str) -> set[str]:
     """The forms under which an ID can match another record's ID (empty for junk)."""
     if not isinstance(value, str):
         return set()
+    if len(value) == 11 and value[:3] == "NCT" and value[3:].isascii() and value[3:].isdigit():
+        return {value}  # an NCT ID, as most are: already its only key
     keys = set()
     plain = _PUNCT.sub("", value.upper())
     if len(plain) >= 6 and _DIGIT.search(plain):
