@@ -70,7 +70,12 @@ def db_bytes(db: Path) -> int:
 
 
 def checkpoint(store) -> None:
-    store.checkpoint()
+    """Fold the WAL in through the store when it can (its own write keeps the file's
+    "verified" stamp); an older trialwatch measured with --code has no such method."""
+    if hasattr(store, "checkpoint"):
+        store.checkpoint()
+    else:
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def scenario_refresh(args) -> dict:
@@ -270,8 +275,12 @@ def measure(cmd: list[str], *, sim: Simulator | None = None, cwd: Path = REPO) -
 
 
 
+#: The trialwatch checkout the scenarios run (``--code``); the simulator is always this one's.
+CODE: Path = REPO
+
+
 def scenario_cmd(name: str, base: str, work: Path, **opts) -> list[str]:
-    cmd = [PY, str(HERE / "run.py"), "--scenario", name, "--base", base, "--work", str(work)]
+    cmd = [PY, str(HERE / "run.py"), "--scenario", name, "--base", base, "--work", str(work), "--code", str(CODE)]
     for key, value in opts.items():
         if value is True:
             cmd.append("--" + key.replace("_", "-"))
@@ -482,6 +491,8 @@ def main() -> None:
     ap.add_argument("--urlwatch-venv", default=str(HERE / ".venv-urlwatch"), help="venv urlwatch is installed into")
     ap.add_argument("--json-out", help="also write the raw figures here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--code", help="measure the trialwatch in this checkout (e.g. an older commit's worktree); "
+                    "the simulator is this one's")
     # scenario (child) mode
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
     ap.add_argument("--base", help=argparse.SUPPRESS)
@@ -499,13 +510,16 @@ def main() -> None:
         serve_simulator(args.port, args.size, args.change_rate)
         return
     if args.scenario:
-        sys.path.insert(0, str(REPO))
+        sys.path.insert(0, str(Path(args.code) if args.code else REPO))
         out = SCENARIOS[args.scenario](args)
         import resource
 
         out["own_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
         return
+    global CODE
+    CODE = Path(args.code).resolve() if args.code else REPO
+    print(f"measuring the trialwatch in {CODE}", file=sys.stderr)
     orchestrate(args)
 
 
