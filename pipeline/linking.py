@@ -70,7 +70,7 @@ def link_records(records: Mapping[Member, Mapping[str, Any]]) -> dict[Member, st
 
     owners: dict[str, list[Member]] = {}
     for member in sorted(records):
-        for key in id_keys(member[0]):
+        for key in own_keys(member[0]):
             owners.setdefault(key, []).append(member)
     for group in owners.values():
         for other in group[1:]:
@@ -85,6 +85,91 @@ def link_records(records: Mapping[Member, Mapping[str, Any]]) -> dict[Member, st
         groups.setdefault(find(member), []).append(member)
     out: dict[Member, str] = {}
     for members in groups.values():
+        key = trial_key_of(m[0] for m in members)
+        for member in members:
+            out[member] = key
+    return out
+
+
+def own_keys(trial_id: str) -> set[str]:
+    """The keys of a record's own ID: its :func:`id_keys`, and the ID itself as it is
+    written (two records with the same ID are one trial even when the ID is too short
+    or too odd to match anything else)."""
+    return id_keys(trial_id) | {"=" + trial_id}
+
+
+def record_keys(trial_id: str, secondary_ids: Iterable[Any]) -> tuple[set[str], set[str]]:
+    """(the keys of a record's own ID, the keys of its secondary IDs)."""
+    secondary: set[str] = set()
+    for value in secondary_ids or ():
+        secondary |= id_keys(value)
+    return own_keys(trial_id), secondary
+
+
+def link_additions(
+    new: Mapping[Member, Mapping[str, Any]],
+    hits: Iterable[tuple[str, Member, bool]],
+    key_of: Mapping[Member, str],
+    members_of: Mapping[str, Iterable[Member]],
+) -> dict[Member, str]:
+    """The trial keys after records are added to records already linked, the same as
+    :func:`link_records` over all of them would give, without relinking the others.
+
+    ``new``: the added records (their ``secondary_ids``).  ``hits``: for every key of
+    the added records (:func:`record_keys`) found among the linked records, (key,
+    linked record, whether it is a key of that record's secondary IDs).  ``key_of``: the
+    trial key of each record hit; ``members_of``: every record of those trials.
+    Returns the trial key of every added record and of every linked record whose trial
+    an added one joined (a trial whose records all keep their key is not listed).
+    The links are the same as :func:`link_records`'s: same ID, or one's secondary ID
+    naming the other's own ID (two secondary IDs alike link nothing).
+    """
+    parent: dict[tuple[str, Any], tuple[str, Any]] = {}
+
+    def find(n: tuple[str, Any]) -> tuple[str, Any]:
+        parent.setdefault(n, n)
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    def union(a: tuple[str, Any], b: tuple[str, Any]) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    own: dict[Member, set[str]] = {}
+    sec: dict[Member, set[str]] = {}
+    owners: dict[str, list[Member]] = {}
+    for member in sorted(new):
+        own[member], sec[member] = record_keys(member[0], new[member].get("secondary_ids") or ())
+        find(("n", member))
+        for key in own[member]:
+            owners.setdefault(key, []).append(member)
+    for group in owners.values():  # added records alike, or naming each other
+        for other in group[1:]:
+            union(("n", group[0]), ("n", other))
+    for member in new:
+        for key in sec[member]:
+            for owner in owners.get(key, ()):
+                union(("n", member), ("n", owner))
+    by_key: dict[str, list[Member]] = {}
+    for member in new:
+        for key in own[member] | sec[member]:
+            by_key.setdefault(key, []).append(member)
+    for key, linked, is_secondary in hits:  # added records and linked ones
+        for member in by_key.get(key, ()):
+            if key in own[member] or not is_secondary:
+                union(("n", member), ("k", key_of[linked]))
+    components: dict[tuple[str, Any], list[Member]] = {}
+    for node in list(parent):
+        root = find(node)
+        if node[0] == "n":
+            components.setdefault(root, []).append(node[1])
+        else:
+            components.setdefault(root, []).extend(members_of.get(node[1], ()))
+    out: dict[Member, str] = {}
+    for members in components.values():
         key = trial_key_of(m[0] for m in members)
         for member in members:
             out[member] = key

@@ -32,7 +32,7 @@ from pipeline.clock import utcnow
 from pipeline.codec import dumps, loads
 from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
 from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
-from pipeline.linking import link_records
+from pipeline.linking import link_additions, link_records, record_keys
 from pipeline.record import significance_of
 from pipeline.sources import SOURCES
 from pipeline.store import Store
@@ -142,31 +142,49 @@ def _relink(store: Store) -> tuple[set[str], set[Member]]:
     """Bring ``trial_links`` up to date; returns (the trial keys whose membership moved,
     the records linked for the first time).
 
-    The links are a function of the records and their secondary IDs, so they are only
-    recomputed (:func:`link_records` over every record) when a record came or went, or
-    when a record with a new current snapshot names other IDs than it was linked by.
-    Otherwise the stored keys stand and only the touched rows' snapshot ids move: a run
-    that changed a few hundred records reads their IDs alone.
+    The links are a function of the records and their secondary IDs.  Records that
+    came are linked to the others through the stored keys of every linked record
+    (:func:`link_additions`, table ``link_keys``); a record with a new current snapshot
+    that names the same IDs only has its snapshot id moved.  Only when a record went
+    or changed its IDs is everything relinked (:func:`link_records` over every
+    record).  A run that changed a few hundred records reads their IDs alone; one
+    that added a thousand reads what those thousand match.
     """
     touched, gone = store.link_state(touched_only=True)
     ids = store.secondary_ids_of(r.snapshot_id for r in touched.values())
     new_ids = {m: ids.get(r.snapshot_id, "[]") for m, r in touched.items()}
     new_members = {m for m, r in touched.items() if r.trial_key is None}
-    relink = bool(gone) or bool(new_members) or any(
-        r.link_ids is None or loads(r.link_ids) != loads(new_ids[m]) for m, r in touched.items()
+    changed = any(
+        r.link_ids is None or loads(r.link_ids) != loads(new_ids[m])
+        for m, r in touched.items() if r.trial_key is not None
     )
-    if not relink:
-        if touched:
-            store.touch_trial_links({m: (r.snapshot_id, new_ids[m]) for m, r in touched.items()})
-        return set(), new_members
+    if not gone and not changed:
+        moved: set[str] = set()
+        if new_members:
+            added = {m: {"secondary_ids": loads(new_ids[m]) or []} for m in new_members}
+            keys_of = {m: record_keys(m[0], rec["secondary_ids"]) for m, rec in added.items()}
+            hits = store.link_key_hits(set().union(*(own | sec for own, sec in keys_of.values())))
+            key_of = store.trial_keys_of({m for _, m, _ in hits})
+            members_of = {k: [m for m, _ in ms] for k, ms in store.trial_groups(set(key_of.values())).items()} \
+                if key_of else {}
+            keys = link_additions(added, hits, key_of, members_of)
+            moved = store.save_trial_links(
+                keys, {m: (touched[m].snapshot_id, new_ids[m]) for m in new_members}, (), partial=True)
+            store.save_link_keys(keys_of)
+        rest = {m: (r.snapshot_id, new_ids[m]) for m, r in touched.items() if m not in new_members}
+        if rest:
+            store.touch_trial_links(rest)
+        return moved, new_members
     rows, gone = (touched, gone) if len(touched) == store.linkable_count() else store.link_state()
     unknown = [r.snapshot_id for m, r in rows.items() if m not in new_ids and r.linked_snapshot != r.snapshot_id]
     if unknown:  # touched since the read above (cannot happen under the refresh lock; read them all the same)
         ids = store.secondary_ids_of(unknown)
         new_ids.update({m: ids.get(r.snapshot_id, "[]") for m, r in rows.items() if r.snapshot_id in set(unknown)})
     inputs = {m: new_ids[m] if m in new_ids else r.link_ids for m, r in rows.items()}
-    keys = link_records({m: {"secondary_ids": loads(text) or []} for m, text in inputs.items()})
+    records = {m: {"secondary_ids": loads(text) or []} for m, text in inputs.items()}
+    keys = link_records(records)
     moved = store.save_trial_links(keys, {m: (r.snapshot_id, inputs[m]) for m, r in rows.items()}, gone)
+    store.save_link_keys({m: record_keys(m[0], rec["secondary_ids"]) for m, rec in records.items()}, replace_all=True)
     new_members |= {m for m, r in rows.items() if r.trial_key is None}
     return moved, new_members
 

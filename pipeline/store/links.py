@@ -60,6 +60,36 @@ class LinksMixin(StoreBase):
         ]
         return rows, gone
 
+    def link_key_hits(self, keys: Iterable[str]) -> list[tuple[str, Member, bool]]:
+        """(key, linked record, whether it is a key of its secondary IDs) for each of ``keys``
+        some linked record has."""
+        wanted = sorted(set(keys))
+        out: list[tuple[str, Member, bool]] = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            out += [(k, (t, s), bool(sec)) for k, t, s, sec in self.conn.execute(
+                f"SELECT key, trial_id, source, secondary FROM link_keys WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )]
+        return out
+
+    def save_link_keys(self, keys: dict[Member, tuple[set[str], set[str]]], *, replace_all: bool = False) -> None:
+        """Record the (own, secondary) keys of these records, replacing theirs (with
+        ``replace_all``, replacing every record's)."""
+
+        def write() -> None:
+            if replace_all:
+                self.conn.execute("DELETE FROM link_keys")
+            else:
+                self.conn.executemany("DELETE FROM link_keys WHERE trial_id = ? AND source = ?", list(keys))
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO link_keys (key, trial_id, source, secondary) VALUES (?, ?, ?, ?)",
+                [(k, t, s, sec) for (t, s), (own, secondary) in keys.items()
+                 for sec, ks in ((0, own), (1, secondary)) for k in ks],
+            )
+
+        self._write(write)
+
     def linkable_count(self) -> int:
         """How many records have a current snapshot."""
         return int(self.conn.execute("SELECT count(*) FROM trials WHERE snapshot_id IS NOT NULL").fetchone()[0])
@@ -180,26 +210,33 @@ class LinksMixin(StoreBase):
     # -- links ----------------------------------------------------------------------------------
 
     def save_trial_links(self, keys: dict[Member, str], linked: dict[Member, tuple[int, str]] | None = None,
-                         gone: Iterable[Member] = ()) -> set[str]:
+                         gone: Iterable[Member] = (), *, partial: bool = False) -> set[str]:
         """Make ``trial_links`` say ``keys``, each row with the (snapshot id, secondary IDs)
-        it was linked by (``linked``; without it, unknown: the next pass links them
-        again); drop the ``gone`` records' rows and any not in ``keys``.  Only rows that
-        moved are written.  Returns the trial keys whose membership moved."""
+        it was linked by (``linked``; a row without keeps what it had, a new one is
+        unknown: the next pass links it again); drop the ``gone`` records' rows and,
+        unless ``partial`` (``keys`` then covers only some records), any not in ``keys``.
+        Only rows that moved are written.  Returns the trial keys whose membership moved."""
         linked = linked or {}
         gone = set(gone)
 
         def write() -> set[str]:
-            old = {(t, s): (k, sid, ids) for t, s, k, sid, ids in self.conn.execute(
-                "SELECT trial_id, source, trial_key, snapshot_id, link_ids FROM trial_links")}
+            sql = "SELECT trial_id, source, trial_key, snapshot_id, link_ids FROM trial_links"
+            if partial:
+                ids = sorted({t for t, _ in keys} | {t for t, _ in gone})
+                rows = [r for i in range(0, len(ids), 500) for r in self.conn.execute(
+                    f"{sql} WHERE trial_id IN ({','.join('?' * len(ids[i:i + 500]))})", ids[i : i + 500])]
+            else:
+                rows = self.conn.execute(sql).fetchall()
+            old = {(t, s): (k, sid, ids) for t, s, k, sid, ids in rows}
             moved: set[str] = set()
-            gone_rows = [m for m in old if m in gone or m not in keys]
+            gone_rows = [m for m in old if m in gone or (not partial and m not in keys)]
             for m in gone_rows:
                 moved.add(old[m][0])
             self.conn.executemany("DELETE FROM trial_links WHERE trial_id = ? AND source = ?", gone_rows)
             rows = []
             for m, k in keys.items():
                 was = old.get(m)
-                sid, ids = linked.get(m, (None, None))
+                sid, ids = linked.get(m) or (was[1:] if was is not None else (None, None))
                 if was is None or was[0] != k:
                     moved.add(k)
                     if was is not None:
