@@ -92,10 +92,9 @@ def link_records(records: Mapping[Member, Mapping[str, Any]]) -> dict[Member, st
 
 
 def own_keys(trial_id: str) -> set[str]:
-    """The keys of a record's own ID: its :func:`id_keys`, and the ID itself as it is
-    written (two records with the same ID are one trial even when the ID is too short
-    or too odd to match anything else)."""
-    return id_keys(trial_id) | {"=" + trial_id}
+    """The keys of a record's own ID: its :func:`id_keys`, or, for an ID too short or too
+    odd to have any, the ID as written (two records with the same ID are one trial)."""
+    return id_keys(trial_id) or {"=" + trial_id}
 
 
 def record_keys(trial_id: str, secondary_ids: Iterable[Any]) -> tuple[set[str], set[str]]:
@@ -104,6 +103,17 @@ def record_keys(trial_id: str, secondary_ids: Iterable[Any]) -> tuple[set[str], 
     for value in secondary_ids or ():
         secondary |= id_keys(value)
     return own_keys(trial_id), secondary
+
+
+def key_hits(keys: set[str], linked: Mapping[Member, Iterable[Any]]) -> list[tuple[str, Member, bool]]:
+    """(key, linked record, whether it is a key of its secondary IDs) for each of ``keys``
+    that a linked record (``linked``: each record's secondary IDs) has."""
+    hits: list[tuple[str, Member, bool]] = []
+    for member, secondary_ids in linked.items():
+        own, secondary = record_keys(member[0], secondary_ids)
+        hits += [(key, member, False) for key in own & keys]
+        hits += [(key, member, True) for key in secondary & keys]
+    return hits
 
 
 def link_additions(
@@ -117,58 +127,51 @@ def link_additions(
 
     ``new``: the added records (their ``secondary_ids``).  ``hits``: for every key of
     the added records (:func:`record_keys`) found among the linked records, (key,
-    linked record, whether it is a key of that record's secondary IDs).  ``key_of``: the
-    trial key of each record hit; ``members_of``: every record of those trials.
-    Returns the trial key of every added record and of every linked record whose trial
-    an added one joined (a trial whose records all keep their key is not listed).
-    The links are the same as :func:`link_records`'s: same ID, or one's secondary ID
-    naming the other's own ID (two secondary IDs alike link nothing).
+    linked record, whether it is a key of that record's secondary IDs)
+    (:func:`key_hits`).  ``key_of``: the trial key of each record hit; ``members_of``:
+    every record of those trials.  Returns the trial key of every added record and of
+    every linked record whose trial an added one joined.  The links are
+    :func:`link_records`'s: the same ID, or one's secondary ID naming the other's own
+    ID (two secondary IDs alike link nothing).
     """
-    parent: dict[tuple[str, Any], tuple[str, Any]] = {}
+    base = link_records(new)  # the added records among themselves
+    parent: dict[str, str] = {}
 
-    def find(n: tuple[str, Any]) -> tuple[str, Any]:
+    def find(n: str) -> str:
         parent.setdefault(n, n)
         while parent[n] != n:
             parent[n] = parent[parent[n]]
             n = parent[n]
         return n
 
-    def union(a: tuple[str, Any], b: tuple[str, Any]) -> None:
+    def union(a: str, b: str) -> None:
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    own: dict[Member, set[str]] = {}
-    sec: dict[Member, set[str]] = {}
-    owners: dict[str, list[Member]] = {}
-    for member in sorted(new):
-        own[member], sec[member] = record_keys(member[0], new[member].get("secondary_ids") or ())
-        find(("n", member))
-        for key in own[member]:
-            owners.setdefault(key, []).append(member)
-    for group in owners.values():  # added records alike, or naming each other
-        for other in group[1:]:
-            union(("n", group[0]), ("n", other))
+    by_key: dict[str, list[tuple[Member, bool]]] = {}
     for member in new:
-        for key in sec[member]:
-            for owner in owners.get(key, ()):
-                union(("n", member), ("n", owner))
-    by_key: dict[str, list[Member]] = {}
-    for member in new:
-        for key in own[member] | sec[member]:
-            by_key.setdefault(key, []).append(member)
-    for key, linked, is_secondary in hits:  # added records and linked ones
-        for member in by_key.get(key, ()):
-            if key in own[member] or not is_secondary:
-                union(("n", member), ("k", key_of[linked]))
-    components: dict[tuple[str, Any], list[Member]] = {}
+        own, secondary = record_keys(member[0], new[member].get("secondary_ids") or ())
+        for key in own:
+            by_key.setdefault(key, []).append((member, True))
+        for key in secondary - own:
+            by_key.setdefault(key, []).append((member, False))
+    for key, linked, is_secondary in hits:
+        for member, is_own in by_key.get(key, ()):
+            if is_own or not is_secondary:
+                union("n|" + base[member], "k|" + key_of[linked])
+    out = dict(base)
+    of_base: dict[str, list[Member]] = {}
+    for member, key in base.items():
+        of_base.setdefault(key, []).append(member)
+    components: dict[str, list[Member]] = {}
     for node in list(parent):
         root = find(node)
-        if node[0] == "n":
-            components.setdefault(root, []).append(node[1])
+        kind, name = node.split("|", 1)
+        if kind == "n":
+            components.setdefault(root, []).extend(of_base[name])
         else:
-            components.setdefault(root, []).extend(members_of.get(node[1], ()))
-    out: dict[Member, str] = {}
+            components.setdefault(root, []).extend(members_of.get(name, ()))
     for members in components.values():
         key = trial_key_of(m[0] for m in members)
         for member in members:

@@ -32,7 +32,7 @@ from pipeline.clock import utcnow
 from pipeline.codec import dumps, loads
 from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
 from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
-from pipeline.linking import link_additions, link_records, record_keys
+from pipeline.linking import key_hits, link_additions, link_records, record_keys
 from pipeline.record import significance_of
 from pipeline.sources import SOURCES
 from pipeline.store import Store
@@ -143,12 +143,11 @@ def _relink(store: Store) -> tuple[set[str], set[Member]]:
     the records linked for the first time).
 
     The links are a function of the records and their secondary IDs.  Records that
-    came are linked to the others through the stored keys of every linked record
-    (:func:`link_additions`, table ``link_keys``); a record with a new current snapshot
-    that names the same IDs only has its snapshot id moved.  Only when a record went
-    or changed its IDs is everything relinked (:func:`link_records` over every
-    record).  A run that changed a few hundred records reads their IDs alone; one
-    that added a thousand reads what those thousand match.
+    came are linked to the others by the keys they share with them
+    (:func:`link_additions`: the linked records' trials are joined or merged, never
+    recomputed); a record with a new current snapshot that names the same IDs only has
+    its snapshot id moved.  Only when a record went or changed its IDs is everything
+    relinked (:func:`link_records` over every record).
     """
     touched, gone = store.link_state(touched_only=True)
     ids = store.secondary_ids_of(r.snapshot_id for r in touched.values())
@@ -162,15 +161,19 @@ def _relink(store: Store) -> tuple[set[str], set[Member]]:
         moved: set[str] = set()
         if new_members:
             added = {m: {"secondary_ids": loads(new_ids[m]) or []} for m in new_members}
-            keys_of = {m: record_keys(m[0], rec["secondary_ids"]) for m, rec in added.items()}
-            hits = store.link_key_hits(set().union(*(own | sec for own, sec in keys_of.values())))
-            key_of = store.trial_keys_of({m for _, m, _ in hits})
-            members_of = {k: [m for m, _ in ms] for k, ms in store.trial_groups(set(key_of.values())).items()} \
-                if key_of else {}
-            keys = link_additions(added, hits, key_of, members_of)
-            moved = store.save_trial_links(
-                keys, {m: (touched[m].snapshot_id, new_ids[m]) for m in new_members}, (), partial=True)
-            store.save_link_keys(keys_of)
+            linked = store.link_rows()
+            if linked:
+                wanted = set().union(*(own | sec for own, sec in (
+                    record_keys(m[0], rec["secondary_ids"]) for m, rec in added.items())))
+                hits = key_hits(wanted, {m: loads(ids) or [] for m, (_k, ids) in linked.items()})
+                members_of: dict[str, list[Member]] = {}
+                for member, (key, _ids) in linked.items():
+                    members_of.setdefault(key, []).append(member)
+                keys = link_additions(added, hits, {m: k for m, (k, _ids) in linked.items()}, members_of)
+            else:
+                keys = link_records(added)
+            moved = store.save_trial_links(  # (partial: only these rows are read, unless there are no others)
+                keys, {m: (touched[m].snapshot_id, new_ids[m]) for m in new_members}, (), partial=bool(linked))
         rest = {m: (r.snapshot_id, new_ids[m]) for m, r in touched.items() if m not in new_members}
         if rest:
             store.touch_trial_links(rest)
@@ -184,7 +187,6 @@ def _relink(store: Store) -> tuple[set[str], set[Member]]:
     records = {m: {"secondary_ids": loads(text) or []} for m, text in inputs.items()}
     keys = link_records(records)
     moved = store.save_trial_links(keys, {m: (r.snapshot_id, inputs[m]) for m, r in rows.items()}, gone)
-    store.save_link_keys({m: record_keys(m[0], rec["secondary_ids"]) for m, rec in records.items()}, replace_all=True)
     new_members |= {m for m, r in rows.items() if r.trial_key is None}
     return moved, new_members
 

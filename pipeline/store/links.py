@@ -60,35 +60,10 @@ class LinksMixin(StoreBase):
         ]
         return rows, gone
 
-    def link_key_hits(self, keys: Iterable[str]) -> list[tuple[str, Member, bool]]:
-        """(key, linked record, whether it is a key of its secondary IDs) for each of ``keys``
-        some linked record has."""
-        wanted = sorted(set(keys))
-        out: list[tuple[str, Member, bool]] = []
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            out += [(k, (t, s), bool(sec)) for k, t, s, sec in self.conn.execute(
-                f"SELECT key, trial_id, source, secondary FROM link_keys WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )]
-        return out
-
-    def save_link_keys(self, keys: dict[Member, tuple[set[str], set[str]]], *, replace_all: bool = False) -> None:
-        """Record the (own, secondary) keys of these records, replacing theirs (with
-        ``replace_all``, replacing every record's)."""
-
-        def write() -> None:
-            if replace_all:
-                self.conn.execute("DELETE FROM link_keys")
-            else:
-                self.conn.executemany("DELETE FROM link_keys WHERE trial_id = ? AND source = ?", list(keys))
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO link_keys (key, trial_id, source, secondary) VALUES (?, ?, ?, ?)",
-                [(k, t, s, sec) for (t, s), (own, secondary) in keys.items()
-                 for sec, ks in ((0, own), (1, secondary)) for k in ks],
-            )
-
-        self._write(write)
+    def link_rows(self) -> dict[Member, tuple[str, str | None]]:
+        """Every linked record: (its trial key, the secondary IDs it was linked by, JSON)."""
+        return {(t, s): (k, ids) for t, s, k, ids in self.conn.execute(
+            "SELECT trial_id, source, trial_key, link_ids FROM trial_links")}
 
     def linkable_count(self) -> int:
         """How many records have a current snapshot."""

@@ -61,17 +61,6 @@ CREATE TABLE IF NOT EXISTS trial_flags (
 CREATE UNIQUE INDEX IF NOT EXISTS trial_flags_open ON trial_flags (kind, subject, copies) WHERE cleared_at IS NULL;
 CREATE INDEX IF NOT EXISTS trial_flags_key ON trial_flags (trial_key);
 
--- v9: the keys each linked record can be matched by (pipeline.linking.record_keys), so
--- records added later are linked to the others without relinking them all.
-CREATE TABLE IF NOT EXISTS link_keys (
-    key TEXT NOT NULL,
-    trial_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    secondary INTEGER NOT NULL,                   -- 1: a key of one of its secondary IDs
-    PRIMARY KEY (key, trial_id, source, secondary)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS link_keys_record ON link_keys (trial_id, source);
-
 -- v9: a snapshot as the trial pass reads it (pipeline.trial_events), written with the
 -- snapshot.  facts: what the trial rules read of its record (pipeline.trial_facts), a
 -- tenth of its size.  secondary_ids: what links it to other records.  The snapshot's

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pipeline.linking import link_additions, link_records, record_keys
+from pipeline.linking import key_hits, link_additions, link_records, record_keys
 
 IDS = [f"NCT{n:08d}" for n in range(1, 25)] + [
     "EUCTR2020-001052-18-DE", "EUCTR2020-001052-18-FR", "2020-001052-18", "CTIS2023-507385-11-00",
@@ -15,17 +15,10 @@ IDS = [f"NCT{n:08d}" for n in range(1, 25)] + [
 
 
 def additions(old: dict, new: dict) -> dict:
-    """link_additions fed as the store feeds it: the hits of the new records' keys among the old."""
+    """link_additions fed as the trial pass feeds it: the hits of the new records' keys among the old."""
     before = link_records(old)
-    index: dict = {}
-    for member, record in old.items():
-        own, sec = record_keys(member[0], record["secondary_ids"])
-        for key in own:
-            index.setdefault(key, []).append((key, member, False))
-        for key in sec:
-            index.setdefault(key, []).append((key, member, True))
-    hits = [hit for member, record in new.items()
-            for key in set.union(*record_keys(member[0], record["secondary_ids"])) for hit in index.get(key, [])]
+    keys = set().union(*(set.union(*record_keys(m[0], r["secondary_ids"])) for m, r in new.items())) if new else set()
+    hits = key_hits(keys, {m: r["secondary_ids"] for m, r in old.items()})
     members_of: dict = {}
     for member, key in before.items():
         members_of.setdefault(key, []).append(member)
