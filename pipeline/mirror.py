@@ -40,12 +40,12 @@ import gc
 import logging
 import time
 from collections import Counter
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 
+from pipeline.gc_pause import gc_paused
 from pipeline.backfill import backfill_trial
 from pipeline.clock import utcnow
 from pipeline.codec import compress
@@ -66,25 +66,6 @@ OVERLAP_DAYS = 2
 BATCH = 500
 
 ProgressFn = Callable[[str, int, int], None]
-
-
-@contextmanager
-def gc_paused():
-    """Pause the cyclic garbage collector while a page is parsed and processed.
-
-    A 1,000-study page is a few million Python objects, none of them in a cycle;
-    with the collector on, its repeated passes over them cost more than the parse
-    itself (measured: 0.24 s to parse a 48 MB page without, 0.5-1.2 s with).  The
-    page's objects are freed by reference counting; a young-generation pass after
-    each page collects whatever cycles there were.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class SyncIncomplete(Exception):

@@ -30,6 +30,7 @@ from typing import Any
 
 from pipeline.clock import utcnow
 from pipeline.codec import dumps, loads
+from pipeline.gc_pause import gc_paused
 from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
 from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
 from pipeline.linking import key_hits, link_additions, link_records, record_keys
@@ -84,6 +85,13 @@ def update_trials(
     today: date | None = None, now: str | None = None,
 ) -> TrialEventsResult:
     """Re-derive links, discrepancies and flags; write what moved (see the module docstring)."""
+    with gc_paused():  # a version list for each of thousands of records, no cycles
+        return _update_trials(store, flags, run_id, today, now)
+
+
+def _update_trials(
+    store: Store, flags: dict[str, int] | None, run_id: int | None, today: date | None, now: str | None,
+) -> TrialEventsResult:
     now = now or utcnow()
     today = today or date.fromisoformat(now[:10])
     thresholds = {**FLAG_DEFAULTS, **(flags or {})}
