@@ -44,8 +44,10 @@ COMPANION_FIELDS = {
 }
 
 
-#: Every ASCII character ``str.split()`` splits on, mapped to the space.
-_WS_TO_SPACE = bytes.maketrans(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", b" " * 9)
+#: The ASCII characters ``str.split()`` splits on, but the space.
+_ASCII_WS = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+#: ... each mapped to the space.
+_WS_TO_SPACE = bytes.maketrans(_ASCII_WS, b" " * len(_ASCII_WS))
 
 
 def _norm_text(value: str) -> str:
@@ -61,10 +63,6 @@ def _norm_text(value: str) -> str:
             data = data.replace(b"  ", b" ")
         return data.strip(b" ").decode("ascii")
     return " ".join(value.split())
-
-
-#: The ASCII characters ``str.split()`` splits on, but the space.
-_ASCII_WS = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 
 
 def _folded_texts(items: list[Any]) -> bool:

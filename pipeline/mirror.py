@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 
-from pipeline.gc_pause import gc_paused
 from pipeline.backfill import backfill_trial
 from pipeline.clock import utcnow
 from pipeline.codec import compress
 from pipeline.config import Config, QueryWatch
 from pipeline.errors import FetchError, ParseError
+from pipeline.gc_pause import gc_paused
 from pipeline.plan import Tally, Update, judge_vanished, plan_fetched, plan_missing
 from pipeline.sources import Fetched, Source
 from pipeline.store import Store

@@ -30,8 +30,8 @@ from typing import Any
 
 from pipeline.clock import utcnow
 from pipeline.codec import dumps, loads
-from pipeline.gc_pause import gc_paused
 from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
+from pipeline.gc_pause import gc_paused
 from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
 from pipeline.linking import key_hits, link_additions, link_records, record_keys
 from pipeline.record import significance_of

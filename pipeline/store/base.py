@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 import sqlite_utils
 
-from pipeline.errors import DatabaseReplaced, StoreError
 import pipeline.store.verified as verified
+from pipeline.errors import DatabaseReplaced, StoreError
 from pipeline.store.migrations import MIGRATIONS
 from pipeline.store.schema import SCHEMA, SCHEMA_VERSION, execute_script
 
