@@ -109,7 +109,9 @@ class ClinicalTrialsGov:
             return None
 
     def raw_bytes(self, payload: Any) -> bytes:
-        return raw_bytes(payload)
+        # a study from a /studies page is kept exactly as served (not re-serialized)
+        served = getattr(payload, "raw", None)
+        return bytes(served) if served is not None else raw_bytes(payload)
 
     def extract(self, body: bytes, trial_id: str | None) -> Any:
         """A study, a ``/studies`` page (every study) or a history version, normalized."""

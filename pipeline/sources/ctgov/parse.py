@@ -32,6 +32,7 @@ import orjson
 
 from pipeline.errors import ParseError
 from pipeline.record import Record, empty_record
+from pipeline.sources.ctgov.served import split_studies_page
 
 __all__ = [
     "html_to_text",
@@ -135,22 +136,28 @@ def parse_studies_page(body: bytes | str) -> tuple[list[dict], str | None, int |
     A page may hold an empty list.  The last page has no ``nextPageToken`` (None);
     ``totalCount`` is present only with ``countTotal=true`` (else None).  Studies are not
     required to carry an NCT ID here (a ``fields=`` request may trim it away); each must be
-    an object.
+    an object.  A well-formed page's studies are :class:`~pipeline.sources.ctgov.served.ServedStudy`
+    dicts: only the members the normalizer reads, with each study's bytes as served.
     """
     what = "ClinicalTrials.gov studies page"
-    data = _load_json(body, what)
-    if not isinstance(data, dict):
-        raise ParseError(f"{what}: expected a JSON object, got {type(data).__name__}")
-    studies = data.get("studies")
-    if not isinstance(studies, list):
-        if _study_nct_id(data) is not None:
-            raise ParseError(f"{what}: got a single study, not a {{\"studies\": [...]}} page")
-        raise ParseError(
-            f"{what}: no \"studies\" list (top-level keys: {sorted(data)[:8]})"
-        )
-    for i, study in enumerate(studies):
-        if not isinstance(study, dict):
-            raise ParseError(f"{what}: studies[{i}] is {type(study).__name__}, not an object")
+    served = split_studies_page(body) if isinstance(body, bytes) else None
+    if served is not None:  # the fast path (see served.py); anything odd is read the thorough way below
+        studies, token, total = served
+        data = {"nextPageToken": token, "totalCount": total}
+    else:
+        data = _load_json(body, what)
+        if not isinstance(data, dict):
+            raise ParseError(f"{what}: expected a JSON object, got {type(data).__name__}")
+        studies = data.get("studies")
+        if not isinstance(studies, list):
+            if _study_nct_id(data) is not None:
+                raise ParseError(f"{what}: got a single study, not a {{\"studies\": [...]}} page")
+            raise ParseError(
+                f"{what}: no \"studies\" list (top-level keys: {sorted(data)[:8]})"
+            )
+        for i, study in enumerate(studies):
+            if not isinstance(study, dict):
+                raise ParseError(f"{what}: studies[{i}] is {type(study).__name__}, not an object")
     token = data.get("nextPageToken")
     if not isinstance(token, str) or not token.strip():
         token = None
