@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--who-pages", type=int, default=1000)
     args = ap.parse_args()
     codes = {"other": Path(args.code).resolve(), "this": bench.REPO}
+    for code in codes.values():
+        bench.compile_code(code)
     work = Path(tempfile.mkdtemp(prefix="twab-"))
     size = bench.corpus_size_for(args.studies)
     sim = bench.Simulator(size, 0.02)
