@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
+import orjson
+
 from pipeline.trial_ids import is_nct
 
 #: A EudraCT number standing alone (not the first part of a CTIS number, which has a 4th group).
@@ -103,6 +105,14 @@ def record_keys(trial_id: str, secondary_ids: Iterable[Any]) -> tuple[set[str], 
     for value in secondary_ids or ():
         secondary |= id_keys(value)
     return own_keys(trial_id), secondary
+
+
+def link_key_rows(trial_id: str, source: str, link_ids: str | None) -> list[tuple[str, str, str, int]]:
+    """A linked record's rows of the store's ``trial_link_keys``: (key, trial_id, source,
+    1 for a key of its secondary IDs else 0), from the secondary IDs it was linked by
+    (``link_ids``, JSON; None: not known yet, its own keys only)."""
+    own, secondary = record_keys(trial_id, (orjson.loads(link_ids) or []) if link_ids else [])
+    return [(k, trial_id, source, 0) for k in own] + [(k, trial_id, source, 1) for k in secondary]
 
 
 def key_hits(keys: set[str], linked: Mapping[Member, Iterable[Any]]) -> list[tuple[str, Member, bool]]:

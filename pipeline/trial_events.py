@@ -33,7 +33,7 @@ from pipeline.codec import dumps, loads
 from pipeline.crosscheck import Copy, discrepancies, value_since, COMPARED_FIELDS
 from pipeline.gc_pause import gc_paused
 from pipeline.integrity import FLAG_DEFAULTS, FLAG_SIGNIFICANCE, Version, flags_of
-from pipeline.linking import key_hits, link_additions, link_records, record_keys
+from pipeline.linking import link_additions, link_records, record_keys
 from pipeline.record import significance_of
 from pipeline.sources import SOURCES
 from pipeline.store import Store
@@ -169,15 +169,15 @@ def _relink(store: Store) -> tuple[set[str], set[Member]]:
         moved: set[str] = set()
         if new_members:
             added = {m: {"secondary_ids": loads(new_ids[m]) or []} for m in new_members}
-            linked = store.link_rows()
+            linked = store.has_links()
             if linked:
+                # the records they link to, by an index lookup of their keys (trial_link_keys)
                 wanted = set().union(*(own | sec for own, sec in (
                     record_keys(m[0], rec["secondary_ids"]) for m, rec in added.items())))
-                hits = key_hits(wanted, {m: loads(ids) or [] for m, (_k, ids) in linked.items()})
-                members_of: dict[str, list[Member]] = {}
-                for member, (key, _ids) in linked.items():
-                    members_of.setdefault(key, []).append(member)
-                keys = link_additions(added, hits, {m: k for m, (k, _ids) in linked.items()}, members_of)
+                hits, key_of = store.link_key_hits(wanted)
+                groups = store.trial_groups(set(key_of.values())) if key_of else {}
+                members_of = {key: [m for m, _state in members] for key, members in groups.items()}
+                keys = link_additions(added, hits, key_of, members_of)
             else:
                 keys = link_records(added)
             moved = store.save_trial_links(  # (partial: only these rows are read, unless there are no others)

@@ -8,6 +8,7 @@ import json
 import sqlite3
 
 from pipeline.diff import content_hash, diff_records
+from pipeline.linking import key_hits, link_key_rows, record_keys
 from pipeline.plan import Update
 from pipeline.record import empty_record
 from pipeline.store import Store
@@ -36,11 +37,16 @@ def links(store):
 
 
 def stale_link_rows(store):
-    """Link rows not made from their record's current snapshot (none after a pass)."""
-    return store.conn.execute(
+    """Link rows not made from their record's current snapshot, and ``trial_link_keys`` rows
+    that are not the keys of the link rows (none after a pass)."""
+    stale = store.conn.execute(
         "SELECT count(*) FROM trial_links l JOIN trials t USING (trial_id, source)"
         " WHERE l.snapshot_id IS NOT t.snapshot_id OR l.link_ids IS NULL"
     ).fetchone()[0]
+    want = {row for t, s, ids in store.conn.execute("SELECT trial_id, source, link_ids FROM trial_links")
+            for row in link_key_rows(t, s, ids)}
+    have = set(store.conn.execute("SELECT key, trial_id, source, secondary FROM trial_link_keys").fetchall())
+    return stale + len(want ^ have)
 
 
 def test_links_follow_the_secondary_ids_as_records_change(tmp_path):
@@ -232,6 +238,38 @@ def test_records_added_over_several_runs_link_as_they_would_all_at_once(tmp_path
                 save(store, run, r)
         update_trials(store, run_id=run, now=NOW)
         assert links(store) == stepwise
+        # the index lookup finds what reading and parsing every record's IDs finds
+        stored = {(t, src): json.loads(ids) for t, src, ids in store.conn.execute(
+            "SELECT trial_id, source, link_ids FROM trial_links")}
+        every_key = set().union(*(own | sec for own, sec in (record_keys(t, ids) for (t, _s), ids in stored.items())))
+        every_key |= {"NCT09999999", "2020001052", "ORG7"}
+        hits, key_of = store.link_key_hits(every_key)
+        assert sorted(hits) == sorted(key_hits(every_key, stored))
+        assert key_of == {m: k for m, k in store.trial_key_map().items() if m in {h[1] for h in hits}}
     assert stepwise["EUCTR2020-001052-18-DE who"] == stepwise["ISRCTN12345678 who"] == "NCT00000001"
     assert stepwise["NCT00000002 who"] == "NCT00000002"
     assert stepwise["NCT00000003 ctgov"] == stepwise["CTRI/2020/01/000001 who"] == "NCT00000003"
+
+
+def test_a_v9_database_gets_its_link_keys_from_the_ids_its_records_were_linked_by(tmp_path):
+    """v9 -> v10 fills trial_link_keys from trial_links; a record added afterwards finds
+    the stored record it names by them."""
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        run = store.start_run(["ctgov", "who"], "test")
+        save(store, run, record(NCT, "ctgov", secondary_ids=["2020-001052-18", "ORG-1"]))
+        save(store, run, record("ISRCTN12345678", "who"))
+        update_trials(store, run_id=run, now=NOW)
+    conn = sqlite3.connect(db)  # as v9 left it: no keys table
+    conn.execute("DROP TABLE trial_link_keys")
+    conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        assert store.conn.execute("SELECT count(*) FROM trial_link_keys").fetchone()[0] == 4
+        assert stale_link_rows(store) == 0
+        run = store.start_run(["ctgov", "who"], "test")
+        save(store, run, record(EUCTR, "who", secondary_ids=["ISRCTN12345678"]))  # names both stored records
+        update_trials(store, run_id=run, now=NOW)
+        assert links(store) == {f"{NCT} ctgov": NCT, "ISRCTN12345678 who": NCT, f"{EUCTR} who": NCT}
+        assert stale_link_rows(store) == 0

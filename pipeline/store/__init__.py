@@ -61,6 +61,7 @@ from pipeline.store.backfill import BackfillMixin
 from pipeline.store.base import StoreBase, describe_error, translate_errors
 from pipeline.store.delivery import DeliveryMixin
 from pipeline.store.failures import FailuresMixin
+from pipeline.store.flags import FlagsMixin
 from pipeline.store.links import LinksMixin
 from pipeline.store.queries import QueriesMixin
 from pipeline.store.runs import RunsMixin
@@ -77,7 +78,7 @@ __all__ = ["Store", "open_store", "search_texts", "describe_error", "SCHEMA", "S
 
 class Store(
     RunsMixin, QueriesMixin, TrialsMixin, FailuresMixin, DeliveryMixin, BackfillMixin, SearchMixin, LinksMixin,
-    StoreBase,
+    FlagsMixin, StoreBase,
 ):
     """The database of one trialwatch installation."""
 

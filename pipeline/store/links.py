@@ -1,24 +1,22 @@
-"""One trial across registries: which records are linked, and the open discrepancies and flags.
+"""One trial across registries: which records are linked, and the versions the trial rules read.
 
 ``trial_links``  (trial_id, source) -> trial_key, replaced whole by :meth:`save_trial_links`
                (only the rows that moved are written), with the snapshot and the
                secondary IDs each record was linked by (a pass relinks only when
                a record came, went or changed its IDs).
-``trial_flags``  every discrepancy and integrity flag ever raised; ``cleared_at`` is NULL
-               while it is open.  Raising or clearing one writes a ``changes`` row
-               (``kind`` ``discrepancy`` or ``flag``, ``field`` = the compared field or the
-               flag kind) in the same transaction, so reports and alert channels carry it
-               like any change, and nothing is raised twice (a partial unique index over
-               the open rows).
+``trial_link_keys``  the keys each linked record can be matched by (its own ID's and those
+               of the secondary IDs it was linked by), kept with its ``trial_links`` row:
+               records added later look up the records they link to here.
+Discrepancies and flags are :mod:`pipeline.store.flags`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, NamedTuple
 
-from pipeline.codec import dumps, loads
+from pipeline.codec import loads
+from pipeline.linking import link_key_rows
 from pipeline.store.base import StoreBase
-from pipeline.store.trials import insert_changes
 
 Member = tuple[str, str]
 
@@ -60,10 +58,26 @@ class LinksMixin(StoreBase):
         ]
         return rows, gone
 
-    def link_rows(self) -> dict[Member, tuple[str, str | None]]:
-        """Every linked record: (its trial key, the secondary IDs it was linked by, JSON)."""
-        return {(t, s): (k, ids) for t, s, k, ids in self.conn.execute(
-            "SELECT trial_id, source, trial_key, link_ids FROM trial_links")}
+    def link_key_hits(self, keys: Iterable[str]) -> tuple[list[tuple[str, Member, bool]], dict[Member, str]]:
+        """The linked records that have any of ``keys``: ((key, record, whether it is a key of
+        its secondary IDs) for each, as :func:`pipeline.linking.key_hits` gives them; each
+        record's trial key)."""
+        wanted = sorted(set(keys))
+        hits: list[tuple[str, Member, bool]] = []
+        key_of: dict[Member, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            for key, t, s, secondary, trial_key in self.conn.execute(
+                "SELECT k.key, k.trial_id, k.source, k.secondary, l.trial_key FROM trial_link_keys k"
+                " JOIN trial_links l ON l.trial_id = k.trial_id AND l.source = k.source"
+                f" WHERE k.key IN ({','.join('?' * len(chunk))})", chunk,
+            ):
+                hits.append((key, (t, s), bool(secondary)))
+                key_of[(t, s)] = trial_key
+        return hits, key_of
+
+    def has_links(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM trial_links LIMIT 1").fetchone() is not None
 
     def linkable_count(self) -> int:
         """How many records have a current snapshot."""
@@ -209,6 +223,7 @@ class LinksMixin(StoreBase):
                 moved.add(old[m][0])
             self.conn.executemany("DELETE FROM trial_links WHERE trial_id = ? AND source = ?", gone_rows)
             rows = []
+            rekeyed: list[Member] = gone_rows[:]  # whose trial_link_keys rows are rewritten
             for m, k in keys.items():
                 was = old.get(m)
                 sid, ids = linked.get(m) or (was[1:] if was is not None else (None, None))
@@ -218,6 +233,14 @@ class LinksMixin(StoreBase):
                         moved.add(was[0])
                 if was != (k, sid, ids):
                     rows.append((m[0], m[1], k, sid, ids))
+                if was is None or was[2] != ids:
+                    rekeyed.append(m)
+            self.conn.executemany("DELETE FROM trial_link_keys WHERE trial_id = ? AND source = ?", rekeyed)
+            rekeyed_set = set(rekeyed)
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO trial_link_keys (key, trial_id, source, secondary) VALUES (?, ?, ?, ?)",
+                [row for t, s, _k, _sid, ids in rows if (t, s) in rekeyed_set for row in link_key_rows(t, s, ids)],
+            )
             self.conn.executemany(
                 "INSERT INTO trial_links (trial_id, source, trial_key, snapshot_id, link_ids) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(trial_id, source) DO UPDATE SET trial_key = excluded.trial_key,"
@@ -247,126 +270,3 @@ class LinksMixin(StoreBase):
             "SELECT trial_key FROM trial_links WHERE trial_id = ? OR trial_key = ? LIMIT 1", (trial_id, trial_id)
         ).fetchone()
         return row[0] if row else None
-
-    # -- discrepancies and flags ---------------------------------------------------------------
-
-    def save_trial_events(
-        self,
-        current: dict[tuple[str, str, str], dict[str, Any]],
-        judged: set[str],
-        run_id: int | None,
-        now: str,
-        baseline: set[str] = frozenset(),  # type: ignore[assignment]
-        undecided: set[tuple[str, str, str]] = frozenset(),  # type: ignore[assignment]
-        keys: Iterable[str] | None = None,
-    ) -> dict[str, int]:
-        """Bring ``trial_flags`` to ``current`` and log what was raised and cleared (one transaction).
-
-        ``current``: (kind, subject, copies) -> {"trial_key", "detail"} of every discrepancy and flag that holds now among the ``judged`` copies
-        ("source:trial_id").  An open row not in ``current`` is cleared only when all its
-        copies were judged (a copy that went missing or was not looked at keeps its flags).
-        An open row still holding gets its detail and trial key refreshed, with no event.
-        One whose copies are all in ``baseline`` (seen for the first time) is opened
-        without an event: a first sighting is a state, not a change.  An open row in
-        ``undecided`` (a disagreement whose copies were not all checked since it moved) is
-        left as it is.  ``keys``: the trials judged and any whose records moved (the
-        open rows of the others are not read; None: every trial was judged).
-        """
-
-        def write() -> dict[str, int]:
-            counts = {"raised": 0, "cleared": 0, "baseline": 0}
-            opened: list[tuple[Any, ...]] = []
-            sql = "SELECT id, trial_key, kind, subject, copies, detail FROM trial_flags WHERE cleared_at IS NULL"
-            open_rows: dict[tuple[str, str, str], tuple[int, str, str]] = {}
-            chunks: list[list[str] | None] = [None]
-            if keys is not None:
-                wanted = sorted(set(keys))
-                chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
-            for chunk in chunks:
-                where = "" if chunk is None else f" AND trial_key IN ({','.join('?' * len(chunk))})"
-                for fid, key, kind, subject, copies, detail in self.conn.execute(sql + where, chunk or ()):
-                    open_rows[(kind, subject, copies)] = (fid, key, detail)
-            for ident, item in current.items():
-                kind, subject, copies = ident
-                detail_json = dumps(item["detail"])
-                if ident not in open_rows and keys is not None:
-                    # open under a trial key not asked for (cannot happen: a key that moved is asked for)
-                    row = self.conn.execute(
-                        "SELECT id, trial_key, detail FROM trial_flags WHERE cleared_at IS NULL AND kind = ?"
-                        " AND subject = ? AND copies = ?", ident).fetchone()
-                    if row is not None:
-                        open_rows[ident] = tuple(row)  # type: ignore[assignment]
-                if ident in open_rows:
-                    fid, key, old_detail = open_rows[ident]
-                    if key != item["trial_key"] or old_detail != detail_json:
-                        self.conn.execute("UPDATE trial_flags SET trial_key = ?, detail = ? WHERE id = ?",
-                                          (item["trial_key"], detail_json, fid))
-                    continue
-                change_id = None
-                if set(copies.split()) <= baseline:
-                    counts["baseline"] += 1
-                else:
-                    change_id = self._log_event(copies, item["detail"].get("significance", "other"), kind, subject,
-                                                None, item["detail"], run_id, now)
-                    counts["raised"] += 1
-                opened.append((item["trial_key"], kind, subject, copies, detail_json, now, change_id))
-            self.conn.executemany(
-                "INSERT INTO trial_flags (trial_key, kind, subject, copies, detail, raised_at, raised_change)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                opened,
-            )
-            for ident, (fid, key, old_detail) in open_rows.items():
-                if ident in current or ident in undecided or not set(ident[2].split()) <= judged:
-                    continue
-                kind, subject, copies = ident
-                old = loads(old_detail)
-                change_id = self._log_event(copies, old.get("significance", "other"), kind, subject, old, None,
-                                            run_id, now)
-                self.conn.execute("UPDATE trial_flags SET cleared_at = ?, cleared_change = ? WHERE id = ?",
-                                  (now, change_id, fid))
-                counts["cleared"] += 1
-            return counts
-
-        return self._write(write)
-
-    def _log_event(self, copies: str, significance: str, kind: str, subject: str, old: Any, new: Any,
-                   run_id: int | None, now: str) -> int:
-        """One ``changes`` row, filed under the first record of ``copies`` (a record of the trial)."""
-        source, trial_id = copies.split()[0].split(":", 1)
-        insert_changes(self.conn, trial_id, source, None, run_id,
-                       [{"field": subject, "old": old, "new": new, "significance": significance,
-                         "kind": kind}], now, False)
-        return int(self.conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-
-    def trial_flags(
-        self, *, kind: str | None = None, subject: str | None = None, trial_key: str | None = None,
-        open_only: bool = True,
-    ) -> list[dict[str, Any]]:
-        """Discrepancies and flags (open ones unless ``open_only=False``), newest first."""
-        sql = "SELECT * FROM trial_flags WHERE 1=1"
-        params: list[Any] = []
-        if open_only:
-            sql += " AND cleared_at IS NULL"
-        for column, value in (("kind", kind), ("subject", subject), ("trial_key", trial_key)):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        sql += " ORDER BY id DESC"
-        out = []
-        for row in self.db.query(sql, params):
-            row = dict(row)
-            row["detail"] = loads(row["detail"])
-            out.append(row)
-        return out
-
-    def trial_changes(self, members: Iterable[Member]) -> list[dict[str, Any]]:
-        """Every change of the trial's records and its discrepancy / flag events, newest first."""
-        out: list[dict[str, Any]] = []
-        seen: set[int] = set()
-        for trial_id, source in members:
-            for change in self.changes(trial_id=trial_id, source=source):
-                if change["id"] not in seen:
-                    seen.add(change["id"])
-                    out.append(change)
-        out.sort(key=lambda c: (c["detected_at"], c["id"]), reverse=True)
-        return out

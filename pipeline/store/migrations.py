@@ -15,6 +15,7 @@ from typing import Callable
 
 import sqlite_utils
 
+from pipeline.linking import link_key_rows
 from pipeline.store.schema import SCHEMA, SCHEMA_VERSION, TRIAL_TABLES, execute_script
 
 
@@ -184,6 +185,17 @@ def _v9_trial_facts(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE trial_links ADD COLUMN link_ids TEXT")
 
 
+def _v10_link_keys(db: sqlite_utils.Database) -> None:
+    """v9 -> v10: ``trial_link_keys``, the keys of every linked record, filled from the
+    IDs each was linked by (a row not linked yet gets its own keys; the next pass links it)."""
+    for statement in TRIAL_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    rows = db.execute("SELECT trial_id, source, link_ids FROM trial_links").fetchall()
+    db.conn.executemany("INSERT OR IGNORE INTO trial_link_keys (key, trial_id, source, secondary) VALUES (?, ?, ?, ?)",
+                        [row for t, s, ids in rows for row in link_key_rows(t, s, ids)])
+
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i + 1`` to ``i + 2``.  Append a
 #: step for every schema change, and bump :data:`SCHEMA_VERSION` with it.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -195,6 +207,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v7_foreign_keys_and_views,
     _v8_views_with_flags,
     _v9_trial_facts,
+    _v10_link_keys,
 ]
 
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version after the first"

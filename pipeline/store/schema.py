@@ -19,7 +19,7 @@ import sqlite3
 
 from pipeline.store.views import VIEWS_AND_TAGS
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: Indexes one snapshot for ``trialwatch search`` (title, conditions, interventions).
 SEARCH_INSERT = """
@@ -45,6 +45,17 @@ CREATE TABLE IF NOT EXISTS trial_links (
     PRIMARY KEY (trial_id, source)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trial_links_key ON trial_links (trial_key);
+-- v10: the keys each linked record can be matched by (pipeline.linking.record_keys of its
+-- ID and of the link_ids it was linked by), so that records added later find the records
+-- they link to by an index lookup instead of every record's IDs being read and parsed.
+CREATE TABLE IF NOT EXISTS trial_link_keys (
+    key TEXT NOT NULL,
+    trial_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    secondary INTEGER NOT NULL,                   -- 1: a key of its secondary IDs, 0: of its own ID
+    PRIMARY KEY (key, trial_id, source, secondary)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trial_link_keys_member ON trial_link_keys (trial_id, source);
 
 CREATE TABLE IF NOT EXISTS trial_flags (
     id INTEGER PRIMARY KEY,

@@ -339,7 +339,7 @@ class TrialsMixin(StoreBase):
 
         "detail" rows (a registry's wording changing along with its normalized
         field) are left out unless ``include_details``; discrepancy and flag events
-        (:mod:`pipeline.store.links`) are left out when ``include_events`` is False.
+        (:mod:`pipeline.store.flags`) are left out when ``include_events`` is False.
         """
         sql = "SELECT * FROM changes WHERE 1=1"
         params: list[Any] = []
