@@ -88,12 +88,30 @@ def test_a_write_by_another_program_while_open_leaves_no_stamp(tmp_path):
     with Store(db) as store:
         store.start_run(["ctgov"], "test")
         other = sqlite3.connect(db)
-        other.execute("UPDATE meta SET value = value WHERE key = 'database_id'")
+        other.execute("INSERT INTO meta (key, value) VALUES ('written_by', 'another program')")
         other.commit()
         other.close()
         store.start_run(["ctgov"], "test")
     assert not stamp_path(str(db)).exists()
     assert first_write_check(db) == "quick_check"
+
+
+def test_bytes_rewritten_in_the_file_while_it_is_open_leave_no_stamp(tmp_path):
+    """Not through SQLite, the same bytes even, between two of the store's transactions."""
+    db = tmp_path / "t.db"
+    fill(db, 20)
+    for between_writes in (True, False):
+        with Store(db) as store:
+            store.start_run(["ctgov"], "test")
+            with open(db, "r+b") as f:
+                f.seek(4096)
+                page = f.read(4096)
+                f.seek(4096)
+                f.write(page)
+            if between_writes:
+                store.start_run(["ctgov"], "test")
+        assert not stamp_path(str(db)).exists()
+        assert first_write_check(db) == "quick_check"
 
 
 def test_a_stamp_for_another_file_or_a_day_old_one_is_not_trusted(tmp_path):

@@ -42,7 +42,7 @@ class StoreBase:
         self._sound = False  # set once quick_check passed (or the stamp vouched), before the first write
         self.verified_by: str | None = None  # "quick_check" or "stamp", once sound
         self._verified_at: float | None = None  # when the file was last fully checked
-        self._own_state: verified.State | None = None  # the file as our last transaction left it
+        self._own_state: verified.Mark | None = None  # the file as our last transaction left it
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ class StoreBase:
         """Close; a store that verified the file and saw no write but its own leaves the
         stamp that spares the next store the full check (:mod:`pipeline.store.verified`)."""
         stamp = (self._sound and self._identity is not None and self._verified_at is not None
-                 and verified.file_state(self._fspath) == self._own_state)
+                 and self._mark() == self._own_state)
         try:
             database_id = self.get_meta("database_id") if stamp else None
         except sqlite3.Error:
@@ -86,12 +86,12 @@ class StoreBase:
     def checkpoint(self) -> None:
         """Fold the WAL into the database file and empty it (before measuring or copying
         the file); the store's own write, so it keeps the file's stamp good."""
-        untouched = self._own_state is not None and verified.file_state(self._fspath) == self._own_state
+        untouched = self._own_state is not None and self._mark() == self._own_state
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             if untouched:
-                self._own_state = verified.file_state(self._fspath)
+                self._own_state = self._mark()
 
     def __enter__(self) -> "StoreBase":
         return self
@@ -147,7 +147,7 @@ class StoreBase:
 
     def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` in one IMMEDIATE transaction; roll back and raise StoreError on failure."""
-        self._check_same_file()
+        st = self._check_same_file()
         first = not self._sound
         try:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -156,7 +156,7 @@ class StoreBase:
         try:
             if not self._sound:
                 self._check_sound()
-            elif self._own_state is not None and verified.file_state(self._fspath) != self._own_state:
+            elif self._own_state is not None and st is not None and verified.session_mark(self.conn, st) != self._own_state:
                 self._own_state = None  # another program wrote since our last transaction: no stamp
             result = fn(*args, **kwargs)
             self.conn.execute("COMMIT")
@@ -171,7 +171,7 @@ class StoreBase:
             raise
         finally:
             if self._sound and self._identity is not None and (self._own_state is not None or first):
-                self._own_state = verified.file_state(self._fspath)
+                self._own_state = self._mark()
 
     def _check_sound(self) -> None:
         """Refuse to write into a corrupt file (once per store, inside its first write).
@@ -210,15 +210,24 @@ class StoreBase:
             return None
         return st.st_dev, st.st_ino
 
-    def _check_same_file(self) -> None:
+    def _check_same_file(self) -> os.stat_result | None:
+        """Raise DatabaseReplaced unless the path is still the file this store opened; its stat."""
         if self._identity is None:
-            return
+            return None
         try:
             st = os.stat(self._fspath)
         except FileNotFoundError:
             raise DatabaseReplaced(replaced_message(self.path)) from None
         if (st.st_dev, st.st_ino) != self._identity:
             raise DatabaseReplaced(replaced_message(self.path))
+        return st
+
+    def _mark(self) -> verified.Mark | None:
+        """The file as this store's own writes leave it (:func:`verified.session_mark`)."""
+        try:
+            return verified.session_mark(self.conn, os.stat(self._fspath))
+        except (OSError, sqlite3.Error):
+            return None
 
     def _full_identity(self) -> tuple[Any, ...]:
         # st_ino alone is not enough across opens: a new file may reuse a freed inode

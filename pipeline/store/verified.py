@@ -21,12 +21,21 @@ Timestamps come from a coarse clock (a few milliseconds): a write landing in the
 tick as the stamp's recorded state would leave the times unchanged.  As git does for
 its index ("racily clean" entries), a stamp is only kept once its own modification
 time is later than every time it records: a write after it then shows.
+
+While a store is open, "no write but its own" is watched around each of its
+transactions by a :func:`session_mark`: the database file's ``stat`` (a raw write by
+any program moves its change time) and SQLite's ``data_version``, which moves when
+any other connection commits (whatever process it is in).  The WAL is left out of
+the mark (only SQLite connections write it, and data_version sees them), which saves
+two ``stat`` calls a transaction (~30 µs each on some filesystems: 0.06 s of a run that
+writes 1,000 trials one transaction each); the stamp itself records the WAL too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ MAX_AGE = 24 * 3600
 _TICK_WAIT = 0.1
 
 State = list[Any]
+Mark = tuple[Any, ...]
 
 
 def stamp_path(db: str) -> Path:
@@ -60,6 +70,14 @@ def file_state(db: str) -> State | None:
     except OSError:
         return None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, wal]
+
+
+def session_mark(conn: sqlite3.Connection, st: os.stat_result) -> Mark:
+    """The file as this connection's writes have left it: the database file's ``stat``
+    (``st``, taken by the caller) and SQLite's ``data_version`` (moves with every commit
+    by another connection)."""
+    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, version
 
 
 def stamp_matches(db: str, database_id: str | None) -> float | None:
