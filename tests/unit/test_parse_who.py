@@ -672,3 +672,21 @@ def test_absurd_target_size_is_not_a_number():
     assert parse_target_size("1,000,000,000,000,000,000,000") is None
     assert parse_target_size("999,999,999,999,999") == 999_999_999_999_999
     assert parse_target_size("1,600") == 1600
+
+
+def test_a_text_only_field_read_in_one_call_reads_as_walked(fixtures_dir: Path) -> None:
+    """_raw_text's one-call path gives what walking the children gives, on every node of
+    every real portal page, and on markup the fixtures may lack (comments, entities, breaks)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    from pipeline.sources.who.page import _raw_text, _walk_text
+
+    made = ("<div><span id=a>Hello &amp; <!-- note --> world\n x</span><span id=b></span>"
+            "<span id=c><br>x</span><span id=d>a &lt;b&gt; &#233; \u00a0c</span><span id=e>one<b>two</b></span></div>")
+    pages = [p.read_bytes().decode("utf-8", "replace") for p in sorted((fixtures_dir / "who" / "html").glob("*.html"))]
+    fast = 0
+    for html in [made, *pages]:
+        for node in LexborHTMLParser(html).css("span, a, td, div, p"):
+            assert _raw_text(node) == _walk_text(node), node.html[:200]
+            fast += next(node.iter(), None) is None
+    assert fast > 100  # the one-call path was taken, many times

@@ -166,6 +166,17 @@ _BLOCK_MARKUP = (
 def _raw_text(node: LexborNode) -> str:
     """The text of ``node`` with line breaks as ``_NL``; non-formatting markup kept as text.
 
+    A node with nothing but text in it (most fields) is read in one call; any other is
+    walked by :func:`_walk_text`.
+    """
+    if next(node.iter(), None) is None:  # no element or comment inside (iter() yields both)
+        return node.text(deep=False)
+    return _walk_text(node)
+
+
+def _walk_text(node: LexborNode) -> str:
+    """:func:`_raw_text` of any node, its children walked one by one.
+
     Iterative (an explicit stack), so absurdly deep nesting cannot exhaust the recursion limit.
     """
     parts: list[str] = []
