@@ -88,9 +88,7 @@ def _v5_run_sources(db: sqlite_utils.Database) -> None:
 def _v6_trial_tables(db: sqlite_utils.Database) -> None:
     """v5 -> v6: ``trial_links`` and ``trial_flags`` (issue 10), empty: the next run, import or
     backfill derives them from the stored records (and raises the open discrepancies and flags once)."""
-    for statement in TRIAL_TABLES.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    execute_script(db.conn, TRIAL_TABLES)
 #: Each declared foreign key (v7): child table, column, parent table (``id``).
 FOREIGN_KEYS: tuple[tuple[str, str, str], ...] = (
     ("snapshots", "run_id", "runs"),
@@ -175,9 +173,7 @@ def _v9_trial_facts(db: sqlite_utils.Database) -> None:
     first pass after the migration links everything once.  Columns already there (a
     table made by an earlier step from the current schema) are left as they are.
     """
-    for statement in TRIAL_TABLES.split(";"):  # snapshot_facts (IF NOT EXISTS, like the rest)
-        if statement.strip():
-            db.execute(statement)
+    execute_script(db.conn, TRIAL_TABLES)  # snapshot_facts (IF NOT EXISTS, like the rest)
     links = db["trial_links"].columns_dict
     if "snapshot_id" not in links:
         db.execute("ALTER TABLE trial_links ADD COLUMN snapshot_id INTEGER")
@@ -188,9 +184,7 @@ def _v9_trial_facts(db: sqlite_utils.Database) -> None:
 def _v10_link_keys(db: sqlite_utils.Database) -> None:
     """v9 -> v10: ``trial_link_keys``, the keys of every linked record, filled from the
     IDs each was linked by (a row not linked yet gets its own keys; the next pass links it)."""
-    for statement in TRIAL_TABLES.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    execute_script(db.conn, TRIAL_TABLES)
     rows = db.execute("SELECT trial_id, source, link_ids FROM trial_links").fetchall()
     db.conn.executemany("INSERT OR IGNORE INTO trial_link_keys (key, trial_id, source, secondary) VALUES (?, ?, ?, ?)",
                         [row for t, s, ids in rows for row in link_key_rows(t, s, ids)])
