@@ -55,20 +55,30 @@ def trial_key_of(trial_ids: Iterable[str]) -> str:
     return (ncts or ids)[0]
 
 
+class _Sets:
+    """Disjoint sets (union-find with path halving); a set's root is its smallest element."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Any, Any] = {}
+
+    def find(self, x: Any) -> Any:
+        parent = self.parent
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a: Any, b: Any) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
 def link_records(records: Mapping[Member, Mapping[str, Any]]) -> dict[Member, str]:
     """(trial_id, source) -> trial key, for every record given (see the module docstring)."""
-    parent: dict[Member, Member] = {m: m for m in records}
-
-    def find(m: Member) -> Member:
-        while parent[m] != m:
-            parent[m] = parent[parent[m]]
-            m = parent[m]
-        return m
-
-    def union(a: Member, b: Member) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    sets = _Sets()
+    find, union = sets.find, sets.union
 
     owners: dict[str, list[Member]] = {}
     for member in sorted(records):
@@ -145,19 +155,8 @@ def link_additions(
     ID (two secondary IDs alike link nothing).
     """
     base = link_records(new)  # the added records among themselves
-    parent: dict[str, str] = {}
-
-    def find(n: str) -> str:
-        parent.setdefault(n, n)
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    sets = _Sets()
+    find, union = sets.find, sets.union
 
     by_key: dict[str, list[tuple[Member, bool]]] = {}
     for member in new:
@@ -175,7 +174,7 @@ def link_additions(
     for member, key in base.items():
         of_base.setdefault(key, []).append(member)
     components: dict[str, list[Member]] = {}
-    for node in list(parent):
+    for node in list(sets.parent):
         root = find(node)
         kind, name = node.split("|", 1)
         if kind == "n":
