@@ -20,7 +20,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlite_utils
 
@@ -267,6 +267,15 @@ class StoreBase:
             " WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER) OR meta.value IS NULL",
             (key, str(int(value))),
         )
+
+
+def in_chunks(values: Iterable[Any], size: int = 500) -> Iterator[tuple[list[Any], str]]:
+    """``values`` in lists of at most ``size``, each with its placeholders (``"?,?,?"``) for
+    an ``IN (...)``: SQLite caps the parameters one statement may bind."""
+    values = list(values)
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from pipeline.codec import dumps, loads
-from pipeline.store.base import StoreBase
+from pipeline.store.base import StoreBase, in_chunks
 from pipeline.store.trials import insert_changes
 
 Member = tuple[str, str]
@@ -48,13 +48,10 @@ class FlagsMixin(StoreBase):
             opened: list[tuple[Any, ...]] = []
             sql = "SELECT id, trial_key, kind, subject, copies, detail FROM trial_flags WHERE cleared_at IS NULL"
             open_rows: dict[tuple[str, str, str], tuple[int, str, str]] = {}
-            chunks: list[list[str] | None] = [None]
-            if keys is not None:
-                wanted = sorted(set(keys))
-                chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
-            for chunk in chunks:
-                where = "" if chunk is None else f" AND trial_key IN ({','.join('?' * len(chunk))})"
-                for fid, key, kind, subject, copies, detail in self.conn.execute(sql + where, chunk or ()):
+            chunks = [((), "")] if keys is None else [
+                (chunk, f" AND trial_key IN ({marks})") for chunk, marks in in_chunks(sorted(set(keys)))]
+            for chunk, where in chunks:
+                for fid, key, kind, subject, copies, detail in self.conn.execute(sql + where, chunk):
                     open_rows[(kind, subject, copies)] = (fid, key, detail)
             for ident, item in current.items():
                 kind, subject, copies = ident

@@ -16,7 +16,7 @@ from typing import Any, Iterable, NamedTuple
 
 from pipeline.codec import loads
 from pipeline.linking import link_key_rows
-from pipeline.store.base import StoreBase
+from pipeline.store.base import StoreBase, in_chunks
 
 Member = tuple[str, str]
 
@@ -62,15 +62,13 @@ class LinksMixin(StoreBase):
         """The linked records that have any of ``keys``: ((key, record, whether it is a key of
         its secondary IDs) for each, as :func:`pipeline.linking.key_hits` gives them; each
         record's trial key)."""
-        wanted = sorted(set(keys))
         hits: list[tuple[str, Member, bool]] = []
         key_of: dict[Member, str] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
+        for chunk, marks in in_chunks(sorted(set(keys))):
             for key, t, s, secondary, trial_key in self.conn.execute(
                 "SELECT k.key, k.trial_id, k.source, k.secondary, l.trial_key FROM trial_link_keys k"
                 " JOIN trial_links l ON l.trial_id = k.trial_id AND l.source = k.source"
-                f" WHERE k.key IN ({','.join('?' * len(chunk))})", chunk,
+                f" WHERE k.key IN ({marks})", chunk,
             ):
                 hits.append((key, (t, s), bool(secondary)))
                 key_of[(t, s)] = trial_key
@@ -95,15 +93,12 @@ class LinksMixin(StoreBase):
         when ``keys`` is None."""
         sql = ("SELECT l.trial_key, l.trial_id, l.source, t.state FROM trial_links l"
                " JOIN trials t ON t.trial_id = l.trial_id AND t.source = l.source")
-        chunks: list[list[str] | None] = [None]
-        if keys is not None:
-            wanted = sorted(set(keys))
-            chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        chunks = [((), "")] if keys is None else [
+            (chunk, f" WHERE l.trial_key IN ({marks})") for chunk, marks in in_chunks(sorted(set(keys)))]
         out: dict[str, list[tuple[Member, str]]] = {}
-        for chunk in chunks:
-            where = f" WHERE l.trial_key IN ({','.join('?' * len(chunk))})" if chunk is not None else ""
+        for chunk, where in chunks:
             for key, trial_id, source, state in self.conn.execute(
-                sql + where + " ORDER BY l.trial_key, l.trial_id, l.source", chunk or ()
+                sql + where + " ORDER BY l.trial_key, l.trial_id, l.source", chunk
             ):
                 out.setdefault(key, []).append(((trial_id, source), state))
         return out
@@ -111,13 +106,10 @@ class LinksMixin(StoreBase):
     def trial_keys_of(self, members: Iterable[Member]) -> dict[Member, str]:
         """(trial_id, source) -> trial key, for those of ``members`` that are linked."""
         wanted = set(members)
-        ids = sorted({t for t, _ in wanted})
         out: dict[Member, str] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
+        for chunk, marks in in_chunks(sorted({t for t, _ in wanted})):
             for t, s, k in self.conn.execute(
-                f"SELECT trial_id, source, trial_key FROM trial_links WHERE trial_id IN ({','.join('?' * len(chunk))})",
-                chunk,
+                f"SELECT trial_id, source, trial_key FROM trial_links WHERE trial_id IN ({marks})", chunk,
             ):
                 if (t, s) in wanted:
                     out[(t, s)] = k
@@ -126,10 +118,7 @@ class LinksMixin(StoreBase):
     def secondary_ids_of(self, snapshot_ids: Iterable[int]) -> dict[int, str]:
         """snapshot id -> its record's secondary IDs as JSON text ("[]" when it has none)."""
         out: dict[int, str] = {}
-        ids = sorted(set(snapshot_ids))
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(sorted(set(snapshot_ids))):
             out.update(self.conn.execute(
                 f"SELECT snapshot_id, secondary_ids FROM snapshot_facts WHERE snapshot_id IN ({marks})", chunk
             ).fetchall())
@@ -152,9 +141,7 @@ class LinksMixin(StoreBase):
         wanted = list(dict.fromkeys(members))
         out: dict[Member, list[dict[str, Any]]] = {m: [] for m in wanted}
         current: dict[Member, tuple[Any, Any]] = {}
-        ids = sorted({t for t, _ in wanted})
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
+        for chunk, marks in in_chunks(sorted({t for t, _ in wanted})):
             rows = self.conn.execute(
                 "SELECT s.trial_id, s.source, s.id, s.content_hash, coalesce(f.facts, s.record),"
                 " coalesce(f.fetched_at, s.fetched_at),"
@@ -166,7 +153,7 @@ class LinksMixin(StoreBase):
                 " ELSE s.raw_format END"
                 " FROM snapshots s JOIN trials t ON t.trial_id = s.trial_id AND t.source = s.source"
                 " LEFT JOIN snapshot_facts f ON f.snapshot_id = s.id"
-                f" WHERE s.trial_id IN ({','.join('?' * len(chunk))}) ORDER BY s.id",
+                f" WHERE s.trial_id IN ({marks}) ORDER BY s.id",
                 chunk,
             )
             for trial_id, source, sid, chash, facts, fetched, rdate, backfilled, run_id, is_current, checked, fmt in rows:
@@ -211,9 +198,8 @@ class LinksMixin(StoreBase):
         def write() -> set[str]:
             sql = "SELECT trial_id, source, trial_key, snapshot_id, link_ids FROM trial_links"
             if partial:
-                ids = sorted({t for t, _ in keys} | {t for t, _ in gone})
-                rows = [r for i in range(0, len(ids), 500) for r in self.conn.execute(
-                    f"{sql} WHERE trial_id IN ({','.join('?' * len(ids[i:i + 500]))})", ids[i : i + 500])]
+                rows = [r for chunk, marks in in_chunks(sorted({t for t, _ in keys} | {t for t, _ in gone}))
+                        for r in self.conn.execute(f"{sql} WHERE trial_id IN ({marks})", chunk)]
             else:
                 rows = self.conn.execute(sql).fetchall()
             old = {(t, s): (k, sid, ids) for t, s, k, sid, ids in rows}

@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 from pipeline.clock import utcnow
 from pipeline.plan import Update
+from pipeline.store.base import in_chunks
 from pipeline.store.trials import TrialsMixin, insert_changes
 
 
@@ -103,10 +104,9 @@ class QueriesMixin(TrialsMixin):
 
     def _member_states(self, query: str, trial_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for i in range(0, len(trial_ids), 500):
-            chunk = trial_ids[i : i + 500]
+        for chunk, marks in in_chunks(trial_ids):
             out.update(self.conn.execute(
-                f"SELECT trial_id, state FROM query_members WHERE query = ? AND trial_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT trial_id, state FROM query_members WHERE query = ? AND trial_id IN ({marks})",
                 [query, *chunk],
             ).fetchall())
         return out

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from pipeline.clock import utcnow
 from pipeline.codec import compress, decode_change, decompress, dumps, loads
 from pipeline.plan import TrialState, Update
-from pipeline.store.base import StoreBase
+from pipeline.store.base import StoreBase, in_chunks
 from pipeline.store.search import search_texts
 from pipeline.trial_facts import facts_of
 
@@ -256,17 +256,10 @@ class TrialsMixin(StoreBase):
             sql += " LEFT JOIN snapshots s ON s.id = t.snapshot_id"
         sql += " WHERE t.source = ?"
         out: dict[str, TrialState] = {}
-        ids = None if trial_ids is None else list(trial_ids)
-        chunks: list[list[str] | None] = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
-        for chunk in chunks:
-            q = sql
-            params: list[Any] = [source]
-            if chunk is not None:
-                if not chunk:
-                    continue
-                q += f" AND t.trial_id IN ({','.join('?' * len(chunk))})"
-                params += chunk
-            for row in self.conn.execute(q, params):
+        chunks = [([], "")] if trial_ids is None else [
+            (chunk, f" AND t.trial_id IN ({marks})") for chunk, marks in in_chunks(trial_ids)]
+        for chunk, where in chunks:
+            for row in self.conn.execute(sql + where, [source, *chunk]):
                 state = TrialState(
                     trial_id=row[0],
                     source=row[1],
