@@ -140,7 +140,7 @@ def parse_studies_page(body: bytes | str) -> tuple[list[dict], str | None, int |
     dicts: only the members the normalizer reads, with each study's bytes as served.
     """
     what = "ClinicalTrials.gov studies page"
-    served = split_studies_page(body) if isinstance(body, bytes) else None
+    served = split_studies_page(body)
     if served is not None:  # the fast path (see served.py); anything odd is read the thorough way below
         studies, token, total = served
         data = {"nextPageToken": token, "totalCount": total}
